@@ -1,0 +1,600 @@
+/*
+ * Connections: reading frames, ordering replies, backpressure, and the
+ * close protocol.
+ *
+ * Close protocol.  A connection may have state on several owners (held
+ * messages, consumers, waiting GETs) and requests in flight to them.  When
+ * its socket closes, the home worker sends CLOSE to every owner it ever
+ * routed a request to; each owner forgets the connection and answers
+ * CLOSE_DONE.  Mailboxes keep per-sender order, so when the last CLOSE_DONE
+ * arrives every reply and pushed frame those owners sent is already here:
+ * only then is the struct freed.
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "core/log.h"
+#include "net/conn.h"
+#include "net/dispatch.h"
+#include "server.h"
+#include "store/ops.h"
+#include "worker/worker.h"
+
+#define FIFO_PAUSE 4096 /* pending requests before reading stops */
+#define FIFO_RESUME 1024
+#define DRAIN_TIMEOUT_S 5 /* a closing ERROR gets this long to be read */
+
+static void close_now(struct mqd_conn *c);
+static void process_input(struct mqd_conn *c);
+
+static bool bit_get(const uint64_t *b, unsigned i)
+{
+	return (b[i / 64] >> (i % 64)) & 1;
+}
+
+void mqd_conn_touch(struct mqd_conn *c, unsigned owner)
+{
+	c->touched[owner / 64] |= 1ULL << (owner % 64);
+}
+
+/* ---- requests -------------------------------------------------------- */
+
+static struct mqd_req *req_alloc(struct mqd_conn *c, size_t extra)
+{
+	struct mqd_req *r = malloc(sizeof *r + extra);
+
+	if (r == NULL)
+		return NULL;
+	memset(r, 0, sizeof *r);
+	r->mail.type = MQD_MAIL_REQ;
+	r->conn = c;
+	r->frame_len = extra;
+	mqd_wbuf_init(&r->reply);
+	return r;
+}
+
+struct mqd_req *mqd_req_new(struct mqd_conn *c, const struct mqd_frame *f,
+                            size_t extra)
+{
+	struct mqd_req *r = req_alloc(c, extra);
+
+	if (r == NULL)
+		return NULL;
+	if (f) {
+		r->op = f->op;
+		r->flags = f->flags;
+		r->tag = f->tag;
+	}
+	if (c->fifo_tail)
+		c->fifo_tail->fifo_next = r;
+	else
+		c->fifo_head = r;
+	c->fifo_tail = r;
+	c->fifo_len++;
+	return r;
+}
+
+struct mqd_req *mqd_req_part(struct mqd_req *parent, size_t extra)
+{
+	struct mqd_req *r = req_alloc(parent->conn, extra);
+
+	if (r == NULL)
+		return NULL;
+	r->op = parent->op;
+	r->flags = parent->flags;
+	r->tag = parent->tag;
+	r->parent = parent;
+	parent->parts++;
+	return r;
+}
+
+void mqd_req_free(struct mqd_req *r)
+{
+	if (r == NULL)
+		return;
+	if (r->msg)
+		mqd_msg_free(r->msg);
+	mqd_wbuf_free(&r->reply);
+	free(r);
+}
+
+/* ---- output ---------------------------------------------------------- */
+
+static struct evbuffer *out_buf(struct mqd_conn *c)
+{
+	return bufferevent_get_output(c->bev);
+}
+
+static bool writable(const struct mqd_conn *c)
+{
+	return c->bev != NULL &&
+	       (c->state == MQD_CONN_HELLO || c->state == MQD_CONN_OPEN ||
+	        c->state == MQD_CONN_DRAIN);
+}
+
+static void maybe_resume(struct mqd_conn *c)
+{
+	if (!c->read_paused || c->state != MQD_CONN_OPEN)
+		return;
+	if (c->fifo_len > FIFO_RESUME ||
+	    evbuffer_get_length(out_buf(c)) > MQD_OUTPUT_HIGH / 2)
+		return;
+	c->read_paused = false;
+	bufferevent_enable(c->bev, EV_READ);
+	/* Frames already buffered would not trigger a read: run them soon. */
+	bufferevent_trigger(c->bev, EV_READ,
+	                    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
+static void flush_fifo(struct mqd_conn *c)
+{
+	struct mqd_req *r;
+
+	while ((r = c->fifo_head) != NULL && r->done) {
+		c->fifo_head = r->fifo_next;
+		if (c->fifo_head == NULL)
+			c->fifo_tail = NULL;
+		c->fifo_len--;
+		if (writable(c) && !r->quiet_ok && r->reply.len > 0) {
+			if (r->reply.oom) {
+				mqd_req_free(r);
+				mqd_conn_fatal(c, 0, MQD_ERR_INTERNAL,
+				               "out of memory");
+				continue;
+			}
+			evbuffer_add(out_buf(c), r->reply.data, r->reply.len);
+			c->bytes_out += r->reply.len;
+		}
+		mqd_req_free(r);
+	}
+	if (c->state == MQD_CONN_DRAIN && c->fifo_head == NULL &&
+	    evbuffer_get_length(out_buf(c)) == 0)
+		close_now(c);
+	else
+		maybe_resume(c);
+}
+
+void mqd_conn_req_done(struct mqd_req *r)
+{
+	struct mqd_conn *c = r->conn;
+
+	if (r->parent) {
+		struct mqd_req *p = r->parent;
+		p->count += r->count;
+		mqd_req_free(r);
+		if (--p->parts > 0)
+			return;
+		r = p;
+		if (r->flags & MQD_F_QUIET)
+			r->quiet_ok = true;
+		else
+			mqd_enc_ok_u32(&r->reply, r->tag, r->count);
+	}
+	/* A refused CONSUME leaves no consumer behind. */
+	if (r->op == MQD_OP_CONSUME && r->reply.len > 4 &&
+	    r->reply.data[4] == MQD_OP_ERROR)
+		mqd_conn_forget_consumer(c, r->tag);
+	r->done = true;
+	flush_fifo(c);
+}
+
+void mqd_conn_req_error(struct mqd_req *r, int code, const char *msg)
+{
+	mqd_wbuf_reset(&r->reply);
+	mqd_enc_error(&r->reply, r->tag, (uint16_t)code, msg);
+	r->done = true;
+	flush_fifo(r->conn);
+}
+
+void mqd_conn_fatal(struct mqd_conn *c, uint32_t tag, int code,
+                    const char *msg)
+{
+	struct mqd_req *r;
+	struct timeval tv = {DRAIN_TIMEOUT_S, 0};
+
+	if (!writable(c) || c->state == MQD_CONN_DRAIN)
+		return;
+	mqd_log_info("conn %llu (%s): closing: %s: %s", (unsigned long long)c->id,
+	             c->peer, mqd_err_name(code), msg);
+	c->state = MQD_CONN_DRAIN;
+	bufferevent_disable(c->bev, EV_READ);
+	evbuffer_drain(bufferevent_get_input(c->bev),
+	               evbuffer_get_length(bufferevent_get_input(c->bev)));
+	bufferevent_set_timeouts(c->bev, NULL, &tv);
+	r = mqd_req_new(c, NULL, 0);
+	if (r == NULL) {
+		close_now(c);
+		return;
+	}
+	r->tag = tag;
+	mqd_enc_error(&r->reply, tag, (uint16_t)code, msg);
+	r->done = true;
+	flush_fifo(c);
+}
+
+static void send_credit(struct mqd_conn *c, unsigned owner, uint32_t tag,
+                        uint32_t n)
+{
+	struct mqd_worker *w = c->home;
+	struct mqd_mail_credit *m;
+
+	if (owner == w->index) {
+		mqd_ops_credit(w, c->id, tag, n);
+		return;
+	}
+	m = malloc(sizeof *m);
+	if (m == NULL) {
+		/* The consumer's window shrinks by n; it keeps flowing while
+		 * any credit is left, and a reconnect restores it. */
+		mqd_log_error("conn %llu: out of memory returning credit",
+		              (unsigned long long)c->id);
+		return;
+	}
+	m->mail.type = MQD_MAIL_CREDIT;
+	m->conn_id = c->id;
+	m->tag = tag;
+	m->n = n;
+	mqd_worker_post(&w->srv->workers[owner], &m->mail);
+}
+
+static void release_withheld(struct mqd_conn *c)
+{
+	if (!c->withholding)
+		return;
+	c->withholding = false;
+	for (struct mqd_conn_consumer *cc = c->consumers; cc; cc = cc->next) {
+		if (cc->withheld) {
+			send_credit(c, cc->owner, cc->tag, cc->withheld);
+			cc->withheld = 0;
+		}
+	}
+}
+
+static void output_free_cb(const void *data, size_t len, void *arg)
+{
+	(void)data;
+	(void)len;
+	free(arg);
+}
+
+void mqd_conn_output(struct mqd_conn *c, struct mqd_mail_output *o)
+{
+	struct mqd_conn_consumer *cc = mqd_conn_find_consumer(c, o->tag);
+	uint32_t credit = o->credit;
+	unsigned owner = o->owner;
+	uint32_t tag = o->tag;
+
+	if (o->cancelled)
+		mqd_conn_forget_consumer(c, o->tag);
+	if (!writable(c) || c->state == MQD_CONN_DRAIN) {
+		free(o);
+		return;
+	}
+	c->bytes_out += o->len;
+	if (c->fifo_head == NULL) {
+		if (evbuffer_add_reference(out_buf(c), o->data, o->len,
+		                           output_free_cb, o) < 0) {
+			free(o);
+			mqd_conn_fatal(c, 0, MQD_ERR_INTERNAL, "out of memory");
+			return;
+		}
+	} else {
+		/* Behind a pending reply: keep order through the FIFO. */
+		struct mqd_req *r = mqd_req_new(c, NULL, 0);
+		if (r != NULL)
+			mqd_w_bytes(&r->reply, o->data, o->len);
+		free(o);
+		if (r == NULL) {
+			mqd_conn_fatal(c, 0, MQD_ERR_INTERNAL, "out of memory");
+			return;
+		}
+		r->done = true;
+	}
+	if (credit == 0 || cc == NULL)
+		return;
+	if (evbuffer_get_length(out_buf(c)) <= MQD_OUTPUT_HIGH) {
+		send_credit(c, owner, tag, credit);
+	} else {
+		cc->withheld += credit;
+		c->withholding = true;
+	}
+}
+
+/* ---- consumers ------------------------------------------------------- */
+
+struct mqd_conn_consumer *mqd_conn_find_consumer(struct mqd_conn *c,
+                                                 uint32_t tag)
+{
+	for (struct mqd_conn_consumer *cc = c->consumers; cc; cc = cc->next)
+		if (cc->tag == tag)
+			return cc;
+	return NULL;
+}
+
+void mqd_conn_forget_consumer(struct mqd_conn *c, uint32_t tag)
+{
+	for (struct mqd_conn_consumer **pp = &c->consumers; *pp;
+	     pp = &(*pp)->next) {
+		if ((*pp)->tag == tag) {
+			struct mqd_conn_consumer *cc = *pp;
+			*pp = cc->next;
+			free(cc);
+			return;
+		}
+	}
+}
+
+/* ---- input ----------------------------------------------------------- */
+
+static void process_input(struct mqd_conn *c)
+{
+	uint32_t max_frame = c->home->srv->cfg.max_frame;
+
+	while (c->bev != NULL && !c->read_paused &&
+	       (c->state == MQD_CONN_HELLO || c->state == MQD_CONN_OPEN)) {
+		struct evbuffer *in = bufferevent_get_input(c->bev);
+		size_t n = evbuffer_get_length(in), size, need;
+		uint8_t hdr[MQD_FRAME_HDR_SIZE];
+		struct mqd_frame f;
+		int rc;
+
+		if (n < MQD_FRAME_LEN_SIZE)
+			return;
+		evbuffer_copyout(in, hdr, n < sizeof hdr ? n : sizeof hdr);
+		rc = mqd_frame_decode(hdr, n < sizeof hdr ? n : sizeof hdr,
+		                      max_frame, &f, &size, &need);
+		if (rc < 0) {
+			mqd_conn_fatal(c, 0, -rc,
+			               rc == -MQD_ERR_FRAME_TOO_LARGE
+			                       ? "frame larger than max_frame"
+			                       : "frame length below 6");
+			return;
+		}
+		if (rc == 0 && (need == 0 || n < need))
+			return;
+		if (rc == 0)
+			size = need;
+		const uint8_t *p = evbuffer_pullup(in, (ssize_t)size);
+		if (p == NULL ||
+		    mqd_frame_decode(p, size, max_frame, &f, &size, NULL) != 1) {
+			mqd_conn_fatal(c, 0, MQD_ERR_INTERNAL, "out of memory");
+			return;
+		}
+		c->bytes_in += size;
+		mqd_dispatch_frame(c, &f);
+		if (c->bev != NULL)
+			evbuffer_drain(in, size);
+		if (c->state == MQD_CONN_OPEN &&
+		    (c->fifo_len > FIFO_PAUSE ||
+		     evbuffer_get_length(out_buf(c)) > MQD_OUTPUT_HIGH)) {
+			c->read_paused = true;
+			bufferevent_disable(c->bev, EV_READ);
+		}
+	}
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+	struct mqd_conn *c = arg;
+
+	(void)bev;
+	c->last_active_ms = mqd_mono_ms();
+	process_input(c);
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+	struct mqd_conn *c = arg;
+
+	(void)bev;
+	c->last_active_ms = mqd_mono_ms();
+	if (c->state == MQD_CONN_DRAIN) {
+		if (c->fifo_head == NULL)
+			close_now(c);
+		return;
+	}
+	release_withheld(c);
+	maybe_resume(c);
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct mqd_conn *c = arg;
+	uint64_t idle = c->home->srv->cfg.idle_timeout_ms;
+
+	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) &&
+	    c->state != MQD_CONN_DRAIN) {
+		/* Idle means nothing read or written for idle_timeout. */
+		if (mqd_mono_ms() - c->last_active_ms < idle) {
+			bufferevent_enable(bev, EV_READ);
+			return;
+		}
+		mqd_log_info("conn %llu (%s): idle for %llu ms, closing",
+		             (unsigned long long)c->id, c->peer,
+		             (unsigned long long)idle);
+	} else if (what & BEV_EVENT_ERROR) {
+		mqd_log_debug("conn %llu (%s): socket error: %s",
+		              (unsigned long long)c->id, c->peer,
+		              evutil_socket_error_to_string(
+		                      EVUTIL_SOCKET_ERROR()));
+	}
+	close_now(c);
+}
+
+/* ---- lifecycle ------------------------------------------------------- */
+
+void mqd_conn_accept(struct mqd_worker *w, int fd, const char *peer,
+                     bool over_limit)
+{
+	struct mqd_conn *c = calloc(1, sizeof *c);
+	int one = 1;
+	uint64_t idle = w->srv->cfg.idle_timeout_ms;
+
+	if (c == NULL) {
+		evutil_closesocket(fd);
+		mqd_server_conn_socket_closed(w->srv);
+		mqd_log_error("out of memory accepting a connection from %s",
+		              peer);
+		return;
+	}
+	c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (c->bev == NULL) {
+		evutil_closesocket(fd);
+		mqd_server_conn_socket_closed(w->srv);
+		free(c);
+		return;
+	}
+	atomic_fetch_add(&w->srv->live_conns, 1);
+	c->home = w;
+	c->id = atomic_fetch_add(&w->srv->next_conn_id, 1);
+	c->over_limit = over_limit;
+	c->state = MQD_CONN_HELLO;
+	snprintf(c->peer, sizeof c->peer, "%s", peer);
+	c->created_ms = mqd_now_ms();
+	c->last_active_ms = mqd_mono_ms();
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
+	if (idle) {
+		struct timeval tv = {(time_t)(idle / 1000),
+		                     (suseconds_t)(idle % 1000) * 1000};
+		bufferevent_set_timeouts(c->bev, &tv, NULL);
+	}
+	bufferevent_enable(c->bev, EV_READ);
+	c->next = w->conns;
+	if (w->conns)
+		w->conns->prev = c;
+	w->conns = c;
+	w->nconns++;
+	mqd_log_debug("conn %llu (%s): accepted on worker %u",
+	              (unsigned long long)c->id, c->peer, w->index);
+}
+
+static void conn_free(struct mqd_conn *c)
+{
+	struct mqd_worker *w = c->home;
+	struct mqd_req *r;
+
+	while ((r = c->fifo_head) != NULL) {
+		c->fifo_head = r->fifo_next;
+		mqd_req_free(r);
+	}
+	while (c->consumers)
+		mqd_conn_forget_consumer(c, c->consumers->tag);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		w->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	w->nconns--;
+	mqd_log_debug("conn %llu: freed", (unsigned long long)c->id);
+	free(c);
+	mqd_server_conn_freed(w->srv);
+}
+
+static void free_later_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	conn_free(arg);
+}
+
+static void close_retry_cb(evutil_socket_t fd, short what, void *arg);
+
+/* Send CLOSE to every owner not yet told; restartable after a failed
+ * allocation. */
+static void close_protocol(struct mqd_conn *c)
+{
+	struct mqd_worker *w = c->home;
+	struct timeval soon = {0, 10000};
+
+	for (unsigned i = 0; i < w->srv->nworkers; i++) {
+		if (!bit_get(c->touched, i))
+			continue;
+		if (i == w->index) {
+			c->touched[i / 64] &= ~(1ULL << (i % 64));
+			mqd_ops_peer_closed(w, c->id);
+			continue;
+		}
+		struct mqd_mail_close *m = malloc(sizeof *m);
+		if (m == NULL) {
+			mqd_log_error("conn %llu: out of memory closing; retrying",
+			              (unsigned long long)c->id);
+			event_base_once(w->base, -1, EV_TIMEOUT, close_retry_cb,
+			                c, &soon);
+			return;
+		}
+		c->touched[i / 64] &= ~(1ULL << (i % 64));
+		m->mail.type = MQD_MAIL_CLOSE;
+		m->conn = c;
+		m->conn_id = c->id;
+		m->from = i;
+		c->close_pending++;
+		mqd_worker_post(&w->srv->workers[i], &m->mail);
+	}
+	if (c->close_pending == 0) {
+		/* Not from inside a callback that may still use c. */
+		struct timeval now = {0, 0};
+		if (event_base_once(w->base, -1, EV_TIMEOUT, free_later_cb, c,
+		                    &now) < 0)
+			mqd_log_error("conn %llu: cannot schedule free",
+			              (unsigned long long)c->id);
+	}
+}
+
+static void close_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	close_protocol(arg);
+}
+
+static void close_now(struct mqd_conn *c)
+{
+	if (c->state == MQD_CONN_CLOSED)
+		return;
+	mqd_log_debug("conn %llu (%s): closed", (unsigned long long)c->id,
+	              c->peer);
+	c->state = MQD_CONN_CLOSED;
+	if (c->bev) {
+		bufferevent_free(c->bev);
+		c->bev = NULL;
+		mqd_server_conn_socket_closed(c->home->srv);
+	}
+	close_protocol(c);
+}
+
+void mqd_conn_close_done(struct mqd_conn *c)
+{
+	if (--c->close_pending == 0 && c->state == MQD_CONN_CLOSED)
+		close_protocol(c);
+}
+
+void mqd_conn_shutdown(struct mqd_conn *c)
+{
+	struct mqd_wbuf b;
+
+	if (c->bev == NULL) /* already closing */
+		return;
+	mqd_wbuf_init(&b);
+	mqd_enc_error(&b, 0, MQD_ERR_SHUTTING_DOWN, "server shutting down");
+	if (!b.oom) {
+		/* One non-blocking attempt: shutdown does not wait for slow
+		 * readers. */
+		evbuffer_add(out_buf(c), b.data, b.len);
+		evbuffer_write(out_buf(c), bufferevent_getfd(c->bev));
+	}
+	mqd_wbuf_free(&b);
+	close_now(c);
+}

@@ -1,0 +1,132 @@
+/*
+ * A client connection, owned by its home worker.
+ *
+ * The connection layer knows nothing of the protocol beyond framing: it reads
+ * whole frames from a bufferevent and hands them to dispatch, and it writes
+ * replies in request order.  The bufferevent may be a plain socket or, later,
+ * an OpenSSL one; nothing here cares which.
+ *
+ * Reply order.  Every request gets a struct mqd_req appended to the
+ * connection's FIFO.  A request may be answered at once (PING), by this
+ * worker, or by another worker that owns the queue; answers can therefore
+ * complete out of order, and the FIFO releases them to the socket only from
+ * the head.  Frames pushed by an owner (DELIVER, CANCELLED) go straight to
+ * the socket when the FIFO is empty, or behind the last pending reply
+ * otherwise, so a CONSUME's OK always precedes its first DELIVER.
+ */
+#ifndef MQD_CONN_H
+#define MQD_CONN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "proto/proto.h"
+#include "worker/mailbox.h"
+
+struct bufferevent;
+struct event;
+struct mqd_worker;
+struct mqd_queue;
+struct mqd_mail_output;
+
+struct mqd_req {
+	struct mqd_mail mail; /* first: REQ to the owner, REPLY back */
+	struct mqd_req *fifo_next;
+	struct mqd_conn *conn;
+	struct mqd_req *parent; /* a part of a split ACK/NACK */
+	uint32_t parts;         /* parent: parts not yet answered */
+	uint32_t count;         /* ACK/NACK: ids counted */
+	uint8_t op, flags;
+	uint32_t tag;
+	bool done;
+	bool quiet_ok;          /* answered, and QUIET: nothing to write */
+	union mqd_payload p;    /* spans point into frame[] */
+	struct mqd_msg *msg;    /* SEND: the message to store */
+	char name[256];         /* the queue this request routes by */
+	uint8_t name_len;
+	/* A GET waiting on its owner. */
+	struct mqd_req *wnext, *wprev; /* in the queue's waiters */
+	struct mqd_req *pnext, *pprev; /* in the peer's waiting list */
+	struct mqd_queue *wq;
+	struct mqd_worker *wowner;
+	struct event *timer;
+	/* The answer, written by whoever executes the request. */
+	struct mqd_wbuf reply;
+	size_t frame_len;
+	uint8_t frame[];        /* copy of the payload the spans point into */
+};
+
+/* What a connection remembers of its consumers: where to send CANCEL. */
+struct mqd_conn_consumer {
+	struct mqd_conn_consumer *next;
+	uint32_t tag;
+	unsigned owner;
+	bool auto_ack;
+	uint32_t withheld; /* auto-ack credit kept back while output is full */
+};
+
+enum mqd_conn_state {
+	MQD_CONN_HELLO,   /* waiting for HELLO */
+	MQD_CONN_OPEN,
+	MQD_CONN_DRAIN,   /* a closing ERROR is queued: write it, then close */
+	MQD_CONN_CLOSED,  /* socket gone; waiting for owners' CLOSE_DONE */
+};
+
+struct mqd_conn {
+	struct mqd_conn *next, *prev; /* the home worker's list */
+	struct mqd_worker *home;
+	uint64_t id;
+	struct bufferevent *bev;
+	char peer[64];
+	char client[256];
+	enum mqd_conn_state state;
+	bool over_limit;
+	bool read_paused;
+	struct mqd_req *fifo_head, *fifo_tail;
+	unsigned fifo_len;
+	uint64_t touched[4]; /* owners that may keep state for it (bit = index) */
+	unsigned close_pending;
+	struct mqd_conn_consumer *consumers;
+	uint32_t tmp_seq;
+	uint64_t last_active_ms;
+	uint64_t bytes_in, bytes_out;
+	uint64_t created_ms;
+	bool withholding; /* some consumer has withheld credit */
+};
+
+/* Home thread: wrap an accepted socket. Closes fd on failure. */
+void mqd_conn_accept(struct mqd_worker *w, int fd, const char *peer,
+                     bool over_limit);
+
+/* A new request slot for frame f, appended to the FIFO.  payload bytes
+ * (extra bytes) are reserved in frame[]. NULL on allocation failure. */
+struct mqd_req *mqd_req_new(struct mqd_conn *c, const struct mqd_frame *f,
+                            size_t extra);
+/* A part of a request split over several owners (ACK/NACK ids): not in the
+ * FIFO; when every part is answered, the parent is. */
+struct mqd_req *mqd_req_part(struct mqd_req *parent, size_t extra);
+void mqd_req_free(struct mqd_req *r);
+
+/* Home thread: r is answered (its reply written, or quiet).  Releases what
+ * the FIFO allows. */
+void mqd_conn_req_done(struct mqd_req *r);
+/* Home thread: answer r at once with an ERROR. */
+void mqd_conn_req_error(struct mqd_req *r, int code, const char *msg);
+/* Home thread: answer with an ERROR that closes the connection afterwards. */
+void mqd_conn_fatal(struct mqd_conn *c, uint32_t tag, int code,
+                    const char *msg);
+
+/* Home thread: frames pushed by an owner. */
+void mqd_conn_output(struct mqd_conn *c, struct mqd_mail_output *o);
+/* Home thread: an owner finished forgetting this connection. */
+void mqd_conn_close_done(struct mqd_conn *c);
+/* Home thread: the server is stopping: tell the client, close. */
+void mqd_conn_shutdown(struct mqd_conn *c);
+/* Home thread: mark owner as holding state for c (before posting to it). */
+void mqd_conn_touch(struct mqd_conn *c, unsigned owner);
+
+struct mqd_conn_consumer *mqd_conn_find_consumer(struct mqd_conn *c,
+                                                 uint32_t tag);
+void mqd_conn_forget_consumer(struct mqd_conn *c, uint32_t tag);
+
+#endif

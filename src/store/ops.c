@@ -1,0 +1,800 @@
+/*
+ * The owner side of every queue operation.  Invariants kept here:
+ *  - a message is in exactly one place: a queue's ready levels, or its
+ *    holder's held list and the worker's held index (by id);
+ *  - q->held counts the queue's messages in held lists;
+ *  - a consumer's held counts its messages not yet acked (acked mode) or its
+ *    deliveries not yet credited back by the home worker (auto-ack);
+ *  - waiting GETs of a queue are served before its consumers.
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "core/log.h"
+#include "net/conn.h"
+#include "server.h"
+#include "store/ops.h"
+#include "store/queue.h"
+#include "worker/worker.h"
+
+/* ---- answering ------------------------------------------------------- */
+
+static void fail(struct mqd_worker *w, struct mqd_req *r, int code,
+                 const char *msg)
+{
+	mqd_enc_error(&r->reply, r->tag, (uint16_t)code, msg);
+	mqd_worker_answer(w, r);
+}
+
+static void ok_empty(struct mqd_worker *w, struct mqd_req *r)
+{
+	if (r->flags & MQD_F_QUIET)
+		r->quiet_ok = true;
+	else
+		mqd_enc_ok(&r->reply, r->tag);
+	mqd_worker_answer(w, r);
+}
+
+/* ---- queues ---------------------------------------------------------- */
+
+static void default_settings(struct mqd_qsettings *s)
+{
+	memset(s, 0, sizeof *s);
+	s->overflow = MQD_OVERFLOW_REJECT;
+	s->ack_timeout_ms = 30000;
+}
+
+static struct mqd_queue *create_queue(struct mqd_worker *w, const char *name,
+                                      size_t len,
+                                      const struct mqd_qsettings *s)
+{
+	struct mqd_queue *q = mqd_queue_new(name, len, s);
+
+	if (q == NULL)
+		return NULL;
+	if (mqd_qtable_put(&w->queues, q) < 0) {
+		mqd_queue_free(q);
+		return NULL;
+	}
+	mqd_log_debug("worker %u: queue %s created", w->index, q->name);
+	return q;
+}
+
+/* The queue r names; created with defaults when auto_create allows it.
+ * On failure r is answered with the error and NULL returned. */
+static struct mqd_queue *queue_for(struct mqd_worker *w, struct mqd_req *r,
+                                   bool create)
+{
+	struct mqd_queue *q = mqd_qtable_get(&w->queues, r->name, r->name_len);
+	struct mqd_qsettings s;
+
+	if (q != NULL)
+		return q;
+	if (!create || !w->srv->cfg.auto_create) {
+		fail(w, r, MQD_ERR_NOT_FOUND, "no such queue");
+		return NULL;
+	}
+	default_settings(&s);
+	q = create_queue(w, r->name, r->name_len, &s);
+	if (q == NULL)
+		fail(w, r, MQD_ERR_INTERNAL, "out of memory");
+	return q;
+}
+
+static bool excluded(const struct mqd_queue *q, const struct mqd_req *r)
+{
+	return q->exclusive && q->exclusive_conn != r->conn->id;
+}
+
+static void unhold(struct mqd_worker *w, struct mqd_msg *m)
+{
+	struct mqd_peer *p = m->holder;
+
+	if (m->prev)
+		m->prev->next = m->next;
+	else
+		p->held_head = m->next;
+	if (m->next)
+		m->next->prev = m->prev;
+	else
+		p->held_tail = m->prev;
+	m->next = m->prev = NULL;
+	p->nheld--;
+	(void)mqd_idmap_del(&w->held, m->id);
+	m->queue->held--;
+	if (m->consumer && m->consumer->held)
+		m->consumer->held--;
+	m->holder = NULL;
+	m->consumer = NULL;
+}
+
+static int hold(struct mqd_worker *w, struct mqd_peer *p, struct mqd_queue *q,
+                struct mqd_consumer *c, struct mqd_msg *m)
+{
+	if (mqd_idmap_put(&w->held, m->id, m) < 0)
+		return -1;
+	m->holder = p;
+	m->consumer = c;
+	m->queue = q;
+	m->next = NULL;
+	m->prev = p->held_tail;
+	if (p->held_tail)
+		p->held_tail->next = m;
+	else
+		p->held_head = m;
+	p->held_tail = m;
+	p->nheld++;
+	q->held++;
+	if (c)
+		c->held++;
+	return 0;
+}
+
+static void count_delivery(struct mqd_queue *q, struct mqd_msg *m)
+{
+	if (m->attempts < UINT16_MAX)
+		m->attempts++;
+	q->stats.delivered++;
+	if (m->attempts > 1)
+		q->stats.redelivered++;
+}
+
+static void message_view(const struct mqd_queue *q, const struct mqd_msg *m,
+                         struct mqd_message *v)
+{
+	v->id = m->id;
+	v->source.p = (const uint8_t *)q->name;
+	v->source.len = q->name_len;
+	v->attempts = m->attempts;
+	v->timestamp_ms = m->timestamp_ms;
+	v->priority = m->priority;
+	v->nheaders = m->nheaders;
+	v->headers.p = mqd_msg_headers(m);
+	v->headers.len = m->headers_len;
+	v->body.p = mqd_msg_body(m);
+	v->body.len = m->body_len;
+}
+
+static struct mqd_mail_output *output_new(struct mqd_worker *w, size_t len)
+{
+	struct mqd_mail_output *o = malloc(sizeof *o + len);
+
+	if (o == NULL)
+		return NULL;
+	memset(o, 0, sizeof *o);
+	o->mail.type = MQD_MAIL_OUTPUT;
+	o->owner = w->index;
+	o->len = len;
+	return o;
+}
+
+/* Take a parked GET off its queue and its peer. */
+static void remove_waiter(struct mqd_worker *w, struct mqd_req *r)
+{
+	struct mqd_queue *q = r->wq;
+	struct mqd_peer *p = mqd_idmap_get(&w->peers, r->conn->id);
+
+	if (r->wprev)
+		r->wprev->wnext = r->wnext;
+	else
+		q->waiters_head = r->wnext;
+	if (r->wnext)
+		r->wnext->wprev = r->wprev;
+	else
+		q->waiters_tail = r->wprev;
+	if (r->pprev)
+		r->pprev->pnext = r->pnext;
+	else if (p)
+		p->waiting = r->pnext;
+	if (r->pnext)
+		r->pnext->pprev = r->pprev;
+	r->wnext = r->wprev = r->pnext = r->pprev = NULL;
+	r->wq = NULL;
+	if (r->timer) {
+		event_free(r->timer);
+		r->timer = NULL;
+	}
+}
+
+/* Answer a GET with message m (removed from q's ready levels). */
+static void give_to_get(struct mqd_worker *w, struct mqd_queue *q,
+                        struct mqd_req *r, struct mqd_msg *m)
+{
+	struct mqd_message v;
+
+	count_delivery(q, m);
+	m->queue = q;
+	if (!(r->flags & MQD_F_AUTO_ACK)) {
+		struct mqd_peer *p = mqd_worker_peer(w, r->conn);
+		if (p == NULL || hold(w, p, q, NULL, m) < 0) {
+			mqd_queue_push_head(q, m);
+			fail(w, r, MQD_ERR_INTERNAL, "out of memory");
+			return;
+		}
+	}
+	message_view(q, m, &v);
+	mqd_enc_message(&r->reply, MQD_OP_MESSAGE, r->tag, &v);
+	if (r->flags & MQD_F_AUTO_ACK)
+		mqd_msg_free(m);
+	mqd_worker_answer(w, r);
+}
+
+/* Push one DELIVER to consumer c.  Returns -1 if it could not (memory):
+ * the message is back at the head of its level. */
+static int give_to_consumer(struct mqd_worker *w, struct mqd_queue *q,
+                            struct mqd_consumer *c, struct mqd_msg *m)
+{
+	struct mqd_message v;
+	struct mqd_mail_output *o;
+	struct mqd_wbuf head;
+	size_t hlen;
+
+	mqd_wbuf_init(&head);
+	count_delivery(q, m);
+	message_view(q, m, &v);
+	hlen = mqd_enc_message_head(&head, MQD_OP_DELIVER, c->tag, &v);
+	o = head.oom ? NULL : output_new(w, hlen + m->body_len);
+	if (o == NULL) {
+		mqd_wbuf_free(&head);
+		goto undo;
+	}
+	memcpy(o->data, head.data, hlen);
+	memcpy(o->data + hlen, mqd_msg_body(m), m->body_len);
+	mqd_wbuf_free(&head);
+	o->tag = c->tag;
+	if (c->auto_ack) {
+		o->credit = 1;
+		c->held++;
+		mqd_msg_free(m);
+	} else if (hold(w, c->peer, q, c, m) < 0) {
+		free(o);
+		goto undo;
+	}
+	mqd_worker_push(w, c->peer, o);
+	return 0;
+undo:
+	m->attempts--;
+	q->stats.delivered--;
+	mqd_queue_push_head(q, m);
+	mqd_log_error("worker %u: out of memory delivering from %s", w->index,
+	              q->name);
+	return -1;
+}
+
+/* Hand ready messages to waiting GETs, then to consumers with room. */
+static void dispatch(struct mqd_worker *w, struct mqd_queue *q)
+{
+	while (q->ready > 0) {
+		struct mqd_req *r = q->waiters_head;
+		if (r != NULL) {
+			remove_waiter(w, r);
+			give_to_get(w, q, r, mqd_queue_pop(q));
+			continue;
+		}
+		struct mqd_consumer *c = mqd_queue_next_consumer(q);
+		if (c == NULL)
+			break;
+		if (give_to_consumer(w, q, c, mqd_queue_pop(q)) < 0)
+			break;
+	}
+}
+
+static void free_consumer(struct mqd_worker *w, struct mqd_consumer *c)
+{
+	struct mqd_peer *p = c->peer;
+	struct mqd_consumer **pp;
+
+	/* Messages it holds stay held by the connection, consumer-less. */
+	for (struct mqd_msg *m = p->held_head; m; m = m->next)
+		if (m->consumer == c)
+			m->consumer = NULL;
+	for (pp = &p->consumers; *pp; pp = &(*pp)->pnext) {
+		if (*pp == c) {
+			*pp = c->pnext;
+			break;
+		}
+	}
+	if (c->queue)
+		mqd_queue_remove_consumer(c->queue, c);
+	free(c);
+	(void)w;
+}
+
+/* Delete q: consumers get CANCELLED, waiting GETs NOT_FOUND, held and ready
+ * messages are dropped. */
+static void delete_queue(struct mqd_worker *w, struct mqd_queue *q)
+{
+	struct mqd_msg **held = NULL;
+	size_t n = 0, pos = 0;
+	struct mqd_msg *m;
+
+	while (q->consumers) {
+		struct mqd_consumer *c = q->consumers;
+		struct mqd_mail_output *o = output_new(w, 0);
+		struct mqd_wbuf b;
+		mqd_wbuf_init(&b);
+		mqd_enc_queue_op(&b, MQD_OP_CANCELLED, 0, c->tag, q->name);
+		if (o && !b.oom) {
+			struct mqd_mail_output *o2 = realloc(o, sizeof *o + b.len);
+			if (o2) {
+				o = o2;
+				memcpy(o->data, b.data, b.len);
+				o->len = b.len;
+				o->tag = c->tag;
+				o->cancelled = true;
+				mqd_worker_push(w, c->peer, o);
+				o = NULL;
+			}
+		}
+		free(o);
+		mqd_wbuf_free(&b);
+		free_consumer(w, c);
+	}
+	while (q->waiters_head) {
+		struct mqd_req *r = q->waiters_head;
+		remove_waiter(w, r);
+		fail(w, r, MQD_ERR_NOT_FOUND, "queue deleted");
+	}
+	if (q->held > 0) {
+		held = malloc(q->held * sizeof *held);
+		while (held && (m = mqd_idmap_next(&w->held, &pos, NULL)) != NULL)
+			if (m->queue == q)
+				held[n++] = m;
+		for (size_t i = 0; i < n; i++) {
+			unhold(w, held[i]);
+			mqd_msg_free(held[i]);
+		}
+		free(held);
+	}
+	mqd_log_debug("worker %u: queue %s deleted", w->index, q->name);
+	mqd_qtable_del(&w->queues, q);
+	mqd_queue_free(q);
+}
+
+/* ---- requests -------------------------------------------------------- */
+
+static bool settings_conflict(const struct mqd_queue *q,
+                              const struct mqd_declare *d)
+{
+	const struct mqd_qsettings *s = &q->settings;
+
+	if (d->max_length && d->max_length != s->max_length)
+		return true;
+	if (d->max_bytes && d->max_bytes != s->max_bytes)
+		return true;
+	if (d->overflow && d->overflow != s->overflow)
+		return true;
+	if (d->message_ttl_ms && d->message_ttl_ms != s->message_ttl_ms)
+		return true;
+	if (d->ack_timeout_ms && d->ack_timeout_ms != s->ack_timeout_ms)
+		return true;
+	if (d->max_attempts && d->max_attempts != s->max_attempts)
+		return true;
+	if (d->dead_letter.len &&
+	    (d->dead_letter.len != strlen(s->dead_letter) ||
+	     memcmp(d->dead_letter.p, s->dead_letter, d->dead_letter.len)))
+		return true;
+	return false;
+}
+
+static void declared(struct mqd_worker *w, struct mqd_req *r,
+                     const struct mqd_queue *q)
+{
+	mqd_enc_declared(&r->reply, r->tag, q->name, q->name_len, q->ready,
+	                 q->nconsumers);
+	mqd_worker_answer(w, r);
+}
+
+static void exec_declare(struct mqd_worker *w, struct mqd_req *r)
+{
+	const struct mqd_declare *d = &r->p.declare;
+	struct mqd_queue *q = mqd_qtable_get(&w->queues, r->name, r->name_len);
+	struct mqd_qsettings s;
+	struct mqd_peer *p;
+	struct mqd_peer_excl *x;
+
+	if (r->flags & MQD_F_PASSIVE) {
+		if (q == NULL)
+			fail(w, r, MQD_ERR_NOT_FOUND, "no such queue");
+		else
+			declared(w, r, q);
+		return;
+	}
+	if (q != NULL) {
+		if (excluded(q, r))
+			fail(w, r, MQD_ERR_FORBIDDEN,
+			     "queue is exclusive to another connection");
+		else if (settings_conflict(q, d) ||
+		         ((r->flags & MQD_F_EXCLUSIVE) && !q->exclusive) ||
+		         ((r->flags & MQD_F_AUTO_DELETE) && !q->auto_delete))
+			fail(w, r, MQD_ERR_CONFLICT,
+			     "queue exists with different settings");
+		else
+			declared(w, r, q);
+		return;
+	}
+	default_settings(&s);
+	if (d->max_length)
+		s.max_length = d->max_length;
+	if (d->max_bytes)
+		s.max_bytes = d->max_bytes;
+	if (d->overflow)
+		s.overflow = d->overflow;
+	if (d->message_ttl_ms)
+		s.message_ttl_ms = d->message_ttl_ms;
+	if (d->ack_timeout_ms)
+		s.ack_timeout_ms = d->ack_timeout_ms;
+	if (d->max_attempts)
+		s.max_attempts = d->max_attempts;
+	memcpy(s.dead_letter, d->dead_letter.p, d->dead_letter.len);
+	s.dead_letter[d->dead_letter.len] = '\0';
+	p = (r->flags & MQD_F_EXCLUSIVE) ? mqd_worker_peer(w, r->conn) : NULL;
+	x = p ? calloc(1, sizeof *x) : NULL;
+	if ((r->flags & MQD_F_EXCLUSIVE) && x == NULL) {
+		fail(w, r, MQD_ERR_INTERNAL, "out of memory");
+		return;
+	}
+	q = create_queue(w, r->name, r->name_len, &s);
+	if (q == NULL) {
+		free(x);
+		fail(w, r, MQD_ERR_INTERNAL, "out of memory");
+		return;
+	}
+	q->auto_delete = (r->flags & MQD_F_AUTO_DELETE) != 0;
+	if (x != NULL) {
+		q->exclusive = true;
+		q->exclusive_conn = r->conn->id;
+		memcpy(x->name, q->name, q->name_len);
+		x->len = q->name_len;
+		x->next = p->exclusive;
+		p->exclusive = x;
+	}
+	declared(w, r, q);
+}
+
+static void exec_delete(struct mqd_worker *w, struct mqd_req *r)
+{
+	struct mqd_queue *q = queue_for(w, r, false);
+
+	if (q == NULL)
+		return;
+	if (excluded(q, r)) {
+		fail(w, r, MQD_ERR_FORBIDDEN,
+		     "queue is exclusive to another connection");
+		return;
+	}
+	if ((r->flags & MQD_F_IF_EMPTY) && !mqd_queue_is_empty(q)) {
+		fail(w, r, MQD_ERR_CONFLICT, "queue is not empty");
+		return;
+	}
+	ok_empty(w, r);
+	delete_queue(w, q);
+}
+
+static void exec_purge(struct mqd_worker *w, struct mqd_req *r)
+{
+	struct mqd_queue *q = queue_for(w, r, false);
+	uint64_t n;
+
+	if (q == NULL)
+		return;
+	if (excluded(q, r)) {
+		fail(w, r, MQD_ERR_FORBIDDEN,
+		     "queue is exclusive to another connection");
+		return;
+	}
+	n = mqd_queue_purge(q);
+	q->stats.purged += n;
+	mqd_enc_ok_u64(&r->reply, r->tag, n);
+	mqd_worker_answer(w, r);
+}
+
+static void exec_send(struct mqd_worker *w, struct mqd_req *r)
+{
+	struct mqd_queue *q = queue_for(w, r, true);
+	struct mqd_msg *m = r->msg;
+
+	if (q == NULL)
+		return;
+	if (q->settings.max_bytes && mqd_msg_bytes(m) > q->settings.max_bytes) {
+		fail(w, r, MQD_ERR_QUEUE_FULL, "message larger than max_bytes");
+		return;
+	}
+	while (!mqd_queue_fits(q, mqd_msg_bytes(m))) {
+		if (q->settings.overflow != MQD_OVERFLOW_DROP_HEAD) {
+			fail(w, r, MQD_ERR_QUEUE_FULL, "queue is full");
+			return;
+		}
+		mqd_msg_free(mqd_queue_pop_lowest(q));
+		q->stats.dropped++;
+	}
+	r->msg = NULL;
+	m->id = mqd_worker_new_id(w);
+	m->timestamp_ms = mqd_now_ms();
+	mqd_queue_push_tail(q, m);
+	q->stats.sent++;
+	if (r->flags & MQD_F_QUIET)
+		r->quiet_ok = true;
+	else
+		mqd_enc_ok_u64(&r->reply, r->tag, m->id);
+	mqd_worker_answer(w, r);
+	dispatch(w, q);
+}
+
+static void get_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct mqd_req *r = arg;
+	struct mqd_worker *w = r->wowner;
+
+	(void)fd;
+	(void)what;
+	remove_waiter(w, r);
+	mqd_enc_raw(&r->reply, MQD_OP_EMPTY, 0, r->tag, NULL, 0);
+	mqd_worker_answer(w, r);
+}
+
+static void exec_get(struct mqd_worker *w, struct mqd_req *r)
+{
+	struct mqd_queue *q = queue_for(w, r, true);
+	struct mqd_peer *p;
+	struct timeval tv;
+	uint32_t ms = r->p.get.timeout_ms;
+
+	if (q == NULL)
+		return;
+	if (excluded(q, r)) {
+		fail(w, r, MQD_ERR_FORBIDDEN,
+		     "queue is exclusive to another connection");
+		return;
+	}
+	if (q->ready > 0) {
+		give_to_get(w, q, r, mqd_queue_pop(q));
+		return;
+	}
+	if (ms == 0) {
+		mqd_enc_raw(&r->reply, MQD_OP_EMPTY, 0, r->tag, NULL, 0);
+		mqd_worker_answer(w, r);
+		return;
+	}
+	p = mqd_worker_peer(w, r->conn);
+	r->timer = p ? evtimer_new(w->base, get_timeout_cb, r) : NULL;
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	if (r->timer == NULL || evtimer_add(r->timer, &tv) < 0) {
+		if (r->timer)
+			event_free(r->timer);
+		r->timer = NULL;
+		fail(w, r, MQD_ERR_INTERNAL, "out of memory");
+		return;
+	}
+	r->wq = q;
+	r->wowner = w;
+	r->wnext = NULL;
+	r->wprev = q->waiters_tail;
+	if (q->waiters_tail)
+		((struct mqd_req *)q->waiters_tail)->wnext = r;
+	else
+		q->waiters_head = r;
+	q->waiters_tail = r;
+	r->pprev = NULL;
+	r->pnext = p->waiting;
+	if (p->waiting)
+		p->waiting->pprev = r;
+	p->waiting = r;
+}
+
+static struct mqd_consumer *find_consumer(struct mqd_peer *p, uint32_t tag)
+{
+	struct mqd_consumer *c;
+
+	for (c = p ? p->consumers : NULL; c; c = c->pnext)
+		if (c->tag == tag)
+			return c;
+	return NULL;
+}
+
+static void exec_consume(struct mqd_worker *w, struct mqd_req *r)
+{
+	struct mqd_queue *q = queue_for(w, r, true);
+	struct mqd_peer *p;
+	struct mqd_consumer *c;
+
+	if (q == NULL)
+		return;
+	if (excluded(q, r)) {
+		fail(w, r, MQD_ERR_FORBIDDEN,
+		     "queue is exclusive to another connection");
+		return;
+	}
+	p = mqd_worker_peer(w, r->conn);
+	c = p ? calloc(1, sizeof *c) : NULL;
+	if (c == NULL) {
+		fail(w, r, MQD_ERR_INTERNAL, "out of memory");
+		return;
+	}
+	c->peer = p;
+	c->tag = r->tag;
+	c->prefetch = r->p.consume.prefetch ? r->p.consume.prefetch
+	                                    : w->srv->cfg.defaults.prefetch;
+	c->auto_ack = (r->flags & MQD_F_AUTO_ACK) != 0;
+	c->pnext = p->consumers;
+	p->consumers = c;
+	mqd_queue_add_consumer(q, c);
+	/* The OK leaves before any DELIVER: answer first, then dispatch. */
+	ok_empty(w, r);
+	dispatch(w, q);
+}
+
+static void exec_cancel(struct mqd_worker *w, struct mqd_req *r)
+{
+	struct mqd_peer *p = mqd_idmap_get(&w->peers, r->conn->id);
+	struct mqd_consumer *c = find_consumer(p, r->p.cancel.tag);
+	struct mqd_queue *q;
+
+	if (c == NULL) {
+		fail(w, r, MQD_ERR_NOT_FOUND, "no such consumer");
+		return;
+	}
+	q = c->queue;
+	free_consumer(w, c);
+	ok_empty(w, r);
+	if (q->auto_delete && q->nconsumers == 0)
+		delete_queue(w, q);
+}
+
+/* ACK and NACK share the walk over ids; requeue < 0 means ACK. */
+static void settle(struct mqd_worker *w, struct mqd_req *r, int requeue)
+{
+	struct mqd_peer *p = mqd_idmap_get(&w->peers, r->conn->id);
+	const struct mqd_ack *a = &r->p.ack;
+	uint32_t n = 0;
+
+	for (uint16_t i = 0; p != NULL && i < a->count; i++) {
+		struct mqd_msg *m =
+			mqd_idmap_get(&w->held, mqd_load64(a->ids + 8u * i));
+		struct mqd_queue *q;
+		if (m == NULL || m->holder != p)
+			continue;
+		q = m->queue;
+		unhold(w, m);
+		n++;
+		if (requeue < 0) {
+			q->stats.acked++;
+			mqd_msg_free(m);
+		} else if (requeue == 0) {
+			/* Dead-lettering arrives with queue policies. */
+			q->stats.dropped++;
+			mqd_msg_free(m);
+		} else {
+			mqd_queue_push_head(q, m);
+		}
+		dispatch(w, q);
+	}
+	r->count = n;
+	if (r->parent == NULL && !(r->flags & MQD_F_QUIET))
+		mqd_enc_ok_u32(&r->reply, r->tag, n);
+	else if (r->parent == NULL)
+		r->quiet_ok = true;
+	mqd_worker_answer(w, r);
+}
+
+static void exec_ack(struct mqd_worker *w, struct mqd_req *r)
+{
+	settle(w, r, -1);
+}
+
+static void exec_nack(struct mqd_worker *w, struct mqd_req *r)
+{
+	settle(w, r, r->p.ack.requeue ? 1 : 0);
+}
+
+typedef void (*exec_fn)(struct mqd_worker *, struct mqd_req *);
+
+static const struct {
+	uint8_t op;
+	exec_fn fn;
+} exec_table[] = {
+	{MQD_OP_DECLARE, exec_declare}, {MQD_OP_DELETE, exec_delete},
+	{MQD_OP_PURGE, exec_purge},     {MQD_OP_SEND, exec_send},
+	{MQD_OP_GET, exec_get},         {MQD_OP_CONSUME, exec_consume},
+	{MQD_OP_CANCEL, exec_cancel},   {MQD_OP_ACK, exec_ack},
+	{MQD_OP_NACK, exec_nack},
+};
+
+void mqd_ops_exec(struct mqd_worker *w, struct mqd_req *r)
+{
+	for (size_t i = 0; i < sizeof exec_table / sizeof exec_table[0]; i++) {
+		if (exec_table[i].op == r->op) {
+			exec_table[i].fn(w, r);
+			return;
+		}
+	}
+	fail(w, r, MQD_ERR_INTERNAL, "operation not routed to an owner");
+}
+
+/* ---- connections ----------------------------------------------------- */
+
+void mqd_ops_peer_closed(struct mqd_worker *w, uint64_t conn_id)
+{
+	struct mqd_peer *p = mqd_idmap_del(&w->peers, conn_id);
+	struct mqd_queue *dirty[64];
+	size_t ndirty = 0;
+
+	if (p == NULL)
+		return;
+	while (p->consumers) {
+		struct mqd_consumer *c = p->consumers;
+		struct mqd_queue *q = c->queue;
+		free_consumer(w, c);
+		if (q->auto_delete && q->nconsumers == 0)
+			delete_queue(w, q);
+	}
+	while (p->waiting) {
+		struct mqd_req *r = p->waiting;
+		/* remove_waiter finds the peer by id; it is out of the map. */
+		p->waiting = r->pnext;
+		if (p->waiting)
+			p->waiting->pprev = NULL;
+		r->pnext = r->pprev = NULL;
+		remove_waiter(w, r);
+		fail(w, r, MQD_ERR_SHUTTING_DOWN, "connection closed");
+	}
+	/* Back to the head of their levels, last first, so the oldest
+	 * comes out first again. */
+	while (p->held_tail) {
+		struct mqd_msg *m = p->held_tail;
+		struct mqd_queue *q = m->queue;
+		unhold(w, m);
+		mqd_queue_push_head(q, m);
+		bool seen = false;
+		for (size_t i = 0; i < ndirty; i++)
+			seen |= dirty[i] == q;
+		if (!seen && ndirty < sizeof dirty / sizeof dirty[0])
+			dirty[ndirty++] = q;
+		else if (!seen)
+			dispatch(w, q);
+	}
+	for (size_t i = 0; i < ndirty; i++)
+		dispatch(w, dirty[i]);
+	while (p->exclusive) {
+		struct mqd_peer_excl *x = p->exclusive;
+		struct mqd_queue *q = mqd_qtable_get(&w->queues, x->name, x->len);
+		p->exclusive = x->next;
+		if (q && q->exclusive && q->exclusive_conn == conn_id)
+			delete_queue(w, q);
+		free(x);
+	}
+	free(p);
+}
+
+void mqd_ops_credit(struct mqd_worker *w, uint64_t conn_id, uint32_t tag,
+                    uint32_t n)
+{
+	struct mqd_consumer *c =
+		find_consumer(mqd_idmap_get(&w->peers, conn_id), tag);
+
+	if (c == NULL)
+		return;
+	c->held = c->held > n ? c->held - n : 0;
+	dispatch(w, c->queue);
+}
+
+void mqd_ops_free_all(struct mqd_worker *w)
+{
+	size_t pos = 0;
+	struct mqd_queue *cur = NULL, *q;
+
+	/* Every connection has closed by now, so nothing is held, waiting or
+	 * consuming; what is left is ready messages. */
+	while ((q = mqd_qtable_next(&w->queues, &pos, &cur)) != NULL)
+		mqd_queue_free(q);
+	mqd_qtable_free(&w->queues);
+	mqd_idmap_free(&w->held);
+	mqd_idmap_free(&w->peers);
+}

@@ -1,0 +1,28 @@
+/*
+ * What a queue's owner does: executes requests routed to it (DECLARE, SEND,
+ * GET, CONSUME, ACK, ...), hands messages to waiting GETs and consumers, and
+ * forgets a connection when it closes (its held messages go back to their
+ * queues with attempts + 1).  Runs only on the owning worker's thread.
+ */
+#ifndef MQD_OPS_H
+#define MQD_OPS_H
+
+#include <stdint.h>
+
+struct mqd_worker;
+struct mqd_req;
+struct mqd_conn;
+
+/* Execute r on owner w; the answer goes back through mqd_worker_answer
+ * (possibly later, for a GET that waits). */
+void mqd_ops_exec(struct mqd_worker *w, struct mqd_req *r);
+/* The connection is gone: requeue what it held, drop its consumers and
+ * waiting GETs, delete its exclusive queues. */
+void mqd_ops_peer_closed(struct mqd_worker *w, uint64_t conn_id);
+/* n auto-ack deliveries to consumer tag of conn_id have been written. */
+void mqd_ops_credit(struct mqd_worker *w, uint64_t conn_id, uint32_t tag,
+                    uint32_t n);
+/* Teardown after the worker's thread has stopped. */
+void mqd_ops_free_all(struct mqd_worker *w);
+
+#endif

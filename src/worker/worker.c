@@ -1,0 +1,216 @@
+/*
+ * A worker's thread: its event loop, and the mails it takes from its inbox.
+ * See worker.h for who owns what.
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "core/log.h"
+#include "net/conn.h"
+#include "server.h"
+#include "store/ops.h"
+#include "worker/worker.h"
+
+/* Mails taken per loop pass before letting sockets have a turn. */
+#define DRAIN_BATCH 4096
+
+static void handle_mail(struct mqd_worker *w, struct mqd_mail *m)
+{
+	switch (m->type) {
+	case MQD_MAIL_CONN_NEW: {
+		struct mqd_mail_conn_new *n = (struct mqd_mail_conn_new *)m;
+		if (w->shutting_down) {
+			close(n->fd);
+			mqd_server_conn_socket_closed(w->srv);
+		} else {
+			mqd_conn_accept(w, n->fd, n->peer, n->over_limit);
+		}
+		free(n);
+		break;
+	}
+	case MQD_MAIL_REQ:
+		mqd_ops_exec(w, (struct mqd_req *)m);
+		break;
+	case MQD_MAIL_REPLY:
+		mqd_conn_req_done((struct mqd_req *)m);
+		break;
+	case MQD_MAIL_OUTPUT: {
+		struct mqd_mail_output *o = (struct mqd_mail_output *)m;
+		mqd_conn_output(o->conn, o);
+		break;
+	}
+	case MQD_MAIL_CREDIT: {
+		struct mqd_mail_credit *c = (struct mqd_mail_credit *)m;
+		mqd_ops_credit(w, c->conn_id, c->tag, c->n);
+		free(c);
+		break;
+	}
+	case MQD_MAIL_CLOSE: {
+		struct mqd_mail_close *c = (struct mqd_mail_close *)m;
+		mqd_ops_peer_closed(w, c->conn_id);
+		/* Reuse the mail for the answer: every mail this owner sent
+		 * the connection before now is already ahead of it. */
+		c->mail.type = MQD_MAIL_CLOSE_DONE;
+		mqd_worker_post(&w->srv->workers[c->conn->home->index], &c->mail);
+		break;
+	}
+	case MQD_MAIL_CLOSE_DONE: {
+		struct mqd_mail_close *c = (struct mqd_mail_close *)m;
+		struct mqd_conn *conn = c->conn;
+		free(c);
+		mqd_conn_close_done(conn);
+		break;
+	}
+	case MQD_MAIL_SHUTDOWN:
+		free(m);
+		w->shutting_down = true;
+		for (struct mqd_conn *c = w->conns, *next; c; c = next) {
+			next = c->next;
+			mqd_conn_shutdown(c);
+		}
+		mqd_server_shutdown_ack(w->srv);
+		break;
+	case MQD_MAIL_STOP:
+		free(m);
+		event_base_loopbreak(w->base);
+		break;
+	default:
+		mqd_log_error("worker %u: unknown mail type %d", w->index,
+		              m->type);
+		break;
+	}
+}
+
+static void mailbox_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct mqd_worker *w = arg;
+	struct mqd_mail *m;
+	unsigned n = 0;
+
+	(void)fd;
+	if (what & EV_READ)
+		mqd_mailbox_ack_wake(&w->mb);
+	while (n < DRAIN_BATCH && (m = mqd_mailbox_take(&w->mb)) != NULL) {
+		handle_mail(w, m);
+		n++;
+	}
+	/* More left: come back after the sockets have had a turn. */
+	if (n == DRAIN_BATCH)
+		event_active(w->mb_ev, EV_TIMEOUT, 0);
+}
+
+void mqd_worker_post(struct mqd_worker *w, struct mqd_mail *m)
+{
+	mqd_mailbox_post(&w->mb, m);
+}
+
+void mqd_worker_answer(struct mqd_worker *w, struct mqd_req *r)
+{
+	struct mqd_worker *home = r->conn->home;
+
+	if (home == w) {
+		mqd_conn_req_done(r);
+	} else {
+		r->mail.type = MQD_MAIL_REPLY;
+		mqd_worker_post(home, &r->mail);
+	}
+}
+
+void mqd_worker_push(struct mqd_worker *w, struct mqd_peer *p,
+                     struct mqd_mail_output *o)
+{
+	o->conn = p->conn;
+	if (p->conn->home == w)
+		mqd_conn_output(p->conn, o);
+	else
+		mqd_worker_post(p->conn->home, &o->mail);
+}
+
+struct mqd_peer *mqd_worker_peer(struct mqd_worker *w, struct mqd_conn *c)
+{
+	struct mqd_peer *p = mqd_idmap_get(&w->peers, c->id);
+
+	if (p != NULL)
+		return p;
+	p = calloc(1, sizeof *p);
+	if (p == NULL)
+		return NULL;
+	p->conn_id = c->id;
+	p->conn = c;
+	p->home = c->home->index;
+	if (mqd_idmap_put(&w->peers, c->id, p) < 0) {
+		free(p);
+		return NULL;
+	}
+	return p;
+}
+
+int mqd_worker_init(struct mqd_worker *w, struct mqd_server *srv,
+                    unsigned index)
+{
+	memset(w, 0, sizeof *w);
+	w->srv = srv;
+	w->index = index;
+	mqd_qtable_init(&w->queues);
+	mqd_idmap_init(&w->held);
+	mqd_idmap_init(&w->peers);
+	w->mb.efd = -1;
+	if (mqd_mailbox_init(&w->mb) < 0)
+		return -1;
+	w->base = event_base_new();
+	if (w->base == NULL)
+		return -1;
+	w->mb_ev = event_new(w->base, w->mb.efd, EV_READ | EV_PERSIST,
+	                     mailbox_cb, w);
+	if (w->mb_ev == NULL || event_add(w->mb_ev, NULL) < 0)
+		return -1;
+	return 0;
+}
+
+static void *worker_main(void *arg)
+{
+	struct mqd_worker *w = arg;
+
+	mqd_log_debug("worker %u: running", w->index);
+	event_base_dispatch(w->base);
+	mqd_log_debug("worker %u: stopped", w->index);
+	return NULL;
+}
+
+int mqd_worker_start(struct mqd_worker *w)
+{
+	return pthread_create(&w->thread, NULL, worker_main, w) == 0 ? 0 : -1;
+}
+
+void mqd_worker_join(struct mqd_worker *w)
+{
+	pthread_join(w->thread, NULL);
+}
+
+void mqd_worker_destroy(struct mqd_worker *w)
+{
+	struct mqd_mail *m;
+
+	/* By the stop protocol nothing should be left; free what is. */
+	while (w->base && (m = mqd_mailbox_take(&w->mb)) != NULL) {
+		if (m->type == MQD_MAIL_CONN_NEW)
+			close(((struct mqd_mail_conn_new *)m)->fd);
+		if (m->type != MQD_MAIL_REQ && m->type != MQD_MAIL_REPLY)
+			free(m);
+	}
+	mqd_ops_free_all(w);
+	if (w->mb_ev)
+		event_free(w->mb_ev);
+	if (w->base)
+		event_base_free(w->base);
+	mqd_mailbox_destroy(&w->mb);
+	w->mb_ev = NULL;
+	w->base = NULL;
+}

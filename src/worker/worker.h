@@ -1,0 +1,145 @@
+/*
+ * Worker threads.  Each worker runs its own libevent event_base and owns:
+ *   - the connections the listener handed to it (their sockets, buffers and
+ *     reply order), and
+ *   - the queues whose names hash to it (their messages, consumers, waiting
+ *     GETs, and the held-message index).
+ * Nothing a worker owns is touched by another thread; work for another
+ * worker travels as a mail through that worker's mailbox.
+ *
+ * A connection seen from a queue's owner is a "peer": the owner's record of
+ * what that connection holds and consumes there.  See doc/ARCHITECTURE.md.
+ */
+#ifndef MQD_WORKER_H
+#define MQD_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "store/idmap.h"
+#include "store/queue.h"
+#include "worker/mailbox.h"
+
+struct event_base;
+struct event;
+struct mqd_server;
+struct mqd_conn;
+struct mqd_req;
+
+enum mqd_mail_type {
+	MQD_MAIL_CONN_NEW,   /* listener -> home: a new socket */
+	MQD_MAIL_REQ,        /* home -> owner: execute a request */
+	MQD_MAIL_REPLY,      /* owner -> home: the request is answered */
+	MQD_MAIL_OUTPUT,     /* owner -> home: pushed frames (DELIVER, ...) */
+	MQD_MAIL_CREDIT,     /* home -> owner: auto-ack deliveries written */
+	MQD_MAIL_CLOSE,      /* home -> owner: the connection is gone */
+	MQD_MAIL_CLOSE_DONE, /* owner -> home: nothing of it is left here */
+	MQD_MAIL_SHUTDOWN,   /* main -> worker: close every connection */
+	MQD_MAIL_STOP,       /* main -> worker: leave the event loop */
+};
+
+struct mqd_mail_conn_new {
+	struct mqd_mail mail;
+	int fd;
+	bool over_limit;
+	char peer[64];
+};
+
+/* Frames pushed to a connection by a queue's owner. */
+struct mqd_mail_output {
+	struct mqd_mail mail;
+	struct mqd_conn *conn;
+	uint32_t tag;          /* consumer tag */
+	uint32_t credit;       /* auto-ack deliveries inside, to credit back */
+	bool cancelled;        /* the owner ended this consumer */
+	uint32_t owner;        /* sending worker, for credits */
+	size_t len;
+	uint8_t data[];
+};
+
+struct mqd_mail_credit {
+	struct mqd_mail mail;
+	uint64_t conn_id;
+	uint32_t tag;
+	uint32_t n;
+};
+
+struct mqd_mail_close {
+	struct mqd_mail mail;
+	struct mqd_conn *conn;
+	uint64_t conn_id;
+	uint32_t from; /* the owner that answers CLOSE_DONE */
+};
+
+/* What a queue's owner keeps about one connection. */
+struct mqd_peer {
+	uint64_t conn_id;
+	struct mqd_conn *conn; /* valid until this owner answers CLOSE_DONE */
+	unsigned home;
+	struct mqd_msg *held_head, *held_tail; /* messages it holds here */
+	uint64_t nheld;
+	struct mqd_consumer *consumers;        /* its consumers here */
+	struct mqd_req *waiting;               /* its parked GETs here */
+	struct mqd_peer_excl *exclusive;       /* queues it declared EXCLUSIVE */
+};
+
+struct mqd_peer_excl {
+	struct mqd_peer_excl *next;
+	char name[256];
+	uint8_t len;
+};
+
+struct mqd_worker {
+	struct mqd_server *srv;
+	unsigned index;
+	pthread_t thread;
+	struct event_base *base;
+	struct mqd_mailbox mb;
+	struct event *mb_ev;
+
+	/* Owner side. */
+	struct mqd_qtable queues;
+	struct mqd_idmap held;  /* message id -> held struct mqd_msg */
+	struct mqd_idmap peers; /* connection id -> struct mqd_peer */
+	uint64_t next_seq;      /* message ids: seq << 8 | index */
+
+	/* Home side. */
+	struct mqd_conn *conns; /* list of live and closing connections */
+	unsigned nconns;
+	bool shutting_down;
+	bool started; /* its thread is running (main thread's view) */
+};
+
+int mqd_worker_init(struct mqd_worker *w, struct mqd_server *srv,
+                    unsigned index) __attribute__((warn_unused_result));
+int mqd_worker_start(struct mqd_worker *w) __attribute__((warn_unused_result));
+void mqd_worker_join(struct mqd_worker *w);
+/* After join: free what is left (queues, messages, mails). */
+void mqd_worker_destroy(struct mqd_worker *w);
+
+/* Post a mail to worker w from any thread. */
+void mqd_worker_post(struct mqd_worker *w, struct mqd_mail *m);
+
+/* A new message id on owner w. */
+static inline uint64_t mqd_worker_new_id(struct mqd_worker *w)
+{
+	return (++w->next_seq << 8) | w->index;
+}
+static inline unsigned mqd_id_owner(uint64_t id)
+{
+	return (unsigned)(id & 0xff);
+}
+
+/* Hand an executed request back to its connection's home worker. */
+void mqd_worker_answer(struct mqd_worker *w, struct mqd_req *r);
+/* Hand pushed frames to a peer's connection. */
+void mqd_worker_push(struct mqd_worker *w, struct mqd_peer *p,
+                     struct mqd_mail_output *o);
+
+/* The peer record for a connection on this owner, created on first use
+ * (NULL on allocation failure). */
+struct mqd_peer *mqd_worker_peer(struct mqd_worker *w, struct mqd_conn *c);
+
+#endif
