@@ -2,7 +2,9 @@
  * Sizes and durations: one number and a unit suffix, nothing else (no
  * spaces inside, no fractions), so a typo is an error rather than a guess.
  */
-#include "config.h"
+#ifdef HAVE_CONFIG_H
+#include <config.h> /* autoconf's, not core/config.h beside this file */
+#endif
 
 #include <ctype.h>
 #include <errno.h>

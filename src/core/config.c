@@ -1,0 +1,954 @@
+/*
+ * mqd.conf: one table of keys, read through libinih.
+ *
+ * Every key is one row of keys[] below: section, name, type, default (as
+ * text, parsed by the same code as the file), where the value goes, whether
+ * a reload may change it, and a line of documentation.  Defaults go through
+ * the setters too, so a default can never be something the file could not
+ * say.  Sections are rows of sections[]; a section that takes a name
+ * ([queue NAME]) gets a begin hook that makes room for the instance.
+ *
+ * libinih splits lines; we feed it through our own reader so that we always
+ * know the line number (Debian builds it without INI_HANDLER_LINENO), can
+ * reject a section header even when no key follows it, and can stop at the
+ * first error by reporting end of input.  The reader also refuses what inih
+ * would quietly accept or mangle: text after "]", "key: value", indented
+ * continuation lines, over-long lines (inih would split them in two).
+ *
+ * A load parses into a fresh struct and copies it out only when the whole
+ * file was good, so a caller's config is never left half-updated.
+ */
+#ifdef HAVE_CONFIG_H
+/* autoconf's config.h.  The angle brackets matter: "config.h" would find
+ * core/config.h next to this file before the build directory's. */
+#include <config.h>
+#endif
+
+#include <assert.h>
+#include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <ini.h>
+
+#include "core/config.h"
+#include "core/duration.h"
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* A config file is a few kilobytes; refusing more catches "-c /dev/zero". */
+#define CONFIG_MAX_BYTES (1024 * 1024)
+#define MSG_MAX 512
+
+enum key_type {
+	T_SIZE,     /* bytes: 512, 64K, 1M, 2G */
+	T_DURATION, /* milliseconds: 0, 250ms, 30s, 5m, 1h */
+	T_BOOL,     /* yes/no, true/false, on/off, 1/0 */
+	T_UINT,     /* decimal digits */
+	T_STRING,   /* anything, up to the field's size */
+	T_LISTEN,   /* host:port, [v6]:port, comma-separated */
+	T_LOGLEVEL, /* error, warn, info, debug */
+};
+
+struct key;
+/* Parse value into the field k describes within base.  Returns 0, or -1
+ * with the whole message (no "FILE:LINE: ") in msg. */
+typedef int (*key_setter)(const struct key *k, void *base, const char *value,
+                          char *msg, size_t msglen);
+
+struct key {
+	const char *section; /* sections[].name */
+	const char *name;    /* as written in the file; the struct field's name */
+	enum key_type type;
+	const char *def;     /* default, in the file's syntax */
+	size_t offset;       /* of the field within the section's struct */
+	size_t size;         /* of the field */
+	uint64_t min, max;   /* T_UINT, T_SIZE, T_DURATION: value;
+	                        T_STRING: length (max 0 = the field's size - 1) */
+	key_setter set;      /* NULL: the type's own */
+	bool reload_ok;      /* a reload may change it (else: restart) */
+	const char *doc;
+};
+
+struct section {
+	const char *name; /* [server] */
+	bool takes_arg;   /* [queue NAME] */
+	/* Where the keys' offsets point: the struct of the current instance. */
+	void *(*base)(struct mqd_config *cfg);
+	/* For sections that take a name: make room for a new instance. */
+	int (*begin)(struct mqd_config *cfg, const char *arg, char *msg,
+	             size_t msglen);
+};
+
+static int set_listen(const struct key *k, void *base, const char *value,
+                      char *msg, size_t msglen);
+
+#define SRV(m)                                                                \
+	.offset = offsetof(struct mqd_config, m),                             \
+	.size = sizeof(((struct mqd_config *)0)->m)
+#define QDEF(m)                                                               \
+	.offset = offsetof(struct mqd_queue_defaults, m),                     \
+	.size = sizeof(((struct mqd_queue_defaults *)0)->m)
+
+static const struct key keys[] = {
+	/* [server] */
+	{ .section = "server", .name = "listen", .type = T_LISTEN,
+	  .def = "127.0.0.1:7400", SRV(listen), .max = MQD_LISTEN_MAX,
+	  .set = set_listen,
+	  .doc = "addresses for client connections: host:port or [v6]:port, "
+	         "comma-separated" },
+	{ .section = "server", .name = "control_socket", .type = T_STRING,
+	  .def = "/run/mqd/mqd.sock", SRV(control_socket), .min = 1,
+	  .doc = "path of the Unix socket for mqctl" },
+	{ .section = "server", .name = "workers", .type = T_UINT,
+	  .def = "0", SRV(workers), .max = 256,
+	  .doc = "worker threads; 0 = one per CPU" },
+	{ .section = "server", .name = "max_connections", .type = T_UINT,
+	  .def = "10000", SRV(max_connections), .min = 1, .max = UINT32_MAX,
+	  .reload_ok = true,
+	  .doc = "client connections open at once; more are refused with LIMIT" },
+	{ .section = "server", .name = "max_frame", .type = T_SIZE,
+	  .def = "1M", SRV(max_frame), .min = 64, .max = 256 * 1024 * 1024,
+	  .doc = "largest frame a client may send" },
+	{ .section = "server", .name = "auto_create", .type = T_BOOL,
+	  .def = "yes", SRV(auto_create), .reload_ok = true,
+	  .doc = "create a queue on the first SEND, GET or CONSUME naming it" },
+	{ .section = "server", .name = "idle_timeout", .type = T_DURATION,
+	  .def = "0", SRV(idle_timeout_ms), .max = UINT64_MAX,
+	  .reload_ok = true,
+	  .doc = "close a connection silent this long; 0 = never" },
+	{ .section = "server", .name = "log_level", .type = T_LOGLEVEL,
+	  .def = "info", SRV(log_level), .reload_ok = true,
+	  .doc = "least severe level logged: error, warn, info or debug" },
+	{ .section = "server", .name = "log_file", .type = T_STRING,
+	  .def = "", SRV(log_file), .reload_ok = true,
+	  .doc = "\"\" = standard error, \"syslog\" = syslog, else a file" },
+	{ .section = "server", .name = "pidfile", .type = T_STRING,
+	  .def = "", SRV(pidfile),
+	  .doc = "file to write the process id to with -d; \"\" = none" },
+	/* [defaults] */
+	{ .section = "defaults", .name = "prefetch", .type = T_UINT,
+	  .def = "1000", QDEF(prefetch), .min = 1, .max = 65535,
+	  .reload_ok = true,
+	  .doc = "messages a consumer may hold unacknowledged when its "
+	         "CONSUME says 0" },
+};
+
+#define NKEYS ARRAY_LEN(keys)
+
+static void *server_base(struct mqd_config *cfg)
+{
+	return cfg;
+}
+
+static void *defaults_base(struct mqd_config *cfg)
+{
+	return &cfg->defaults;
+}
+
+/* Add [queue NAME], [tls], [users] here, with their keys above. */
+static const struct section sections[] = {
+	{ .name = "server", .base = server_base },
+	{ .name = "defaults", .base = defaults_base },
+};
+
+#define NSECTIONS ARRAY_LEN(sections)
+
+/* ------------------------------------------------------------ value syntax */
+
+static int fail(char *msg, size_t msglen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int fail(char *msg, size_t msglen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, msglen, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* Decimal digits only: no sign, no spaces, no overflow. */
+static int parse_uint(const char *s, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	if (!isdigit((unsigned char)*s))
+		return -1;
+	for (; *s != '\0'; s++) {
+		unsigned d;
+
+		if (!isdigit((unsigned char)*s))
+			return -1;
+		d = (unsigned)(*s - '0');
+		if (v > (UINT64_MAX - d) / 10)
+			return -1;
+		v = v * 10 + d;
+	}
+	*out = v;
+	return 0;
+}
+
+static bool all_digits(const char *s)
+{
+	if (*s == '\0')
+		return false;
+	for (; *s != '\0'; s++)
+		if (!isdigit((unsigned char)*s))
+			return false;
+	return true;
+}
+
+/* A size as the file would say it: the largest exact unit. */
+static void size_text(uint64_t v, char *buf, size_t len)
+{
+	static const char units[] = "GMK";
+	int i;
+
+	for (i = 0; i < 3; i++) {
+		uint64_t m = 1ULL << (10 * (3 - i));
+
+		if (v != 0 && v % m == 0) {
+			snprintf(buf, len, "%llu%c", (unsigned long long)(v / m),
+			         units[i]);
+			return;
+		}
+	}
+	snprintf(buf, len, "%llu", (unsigned long long)v);
+}
+
+int mqd_parse_bool(const char *s, bool *out)
+{
+	static const char *const yes[] = { "yes", "true", "on", "1" };
+	static const char *const no[] = { "no", "false", "off", "0" };
+	size_t i;
+
+	if (s == NULL)
+		return -1;
+	for (i = 0; i < ARRAY_LEN(yes); i++) {
+		if (strcasecmp(s, yes[i]) == 0) {
+			*out = true;
+			return 0;
+		}
+		if (strcasecmp(s, no[i]) == 0) {
+			*out = false;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static const char *const level_names[] = {
+	[MQD_LOG_ERROR] = "error",
+	[MQD_LOG_WARN] = "warn",
+	[MQD_LOG_INFO] = "info",
+	[MQD_LOG_DEBUG] = "debug",
+};
+
+int mqd_parse_log_level(const char *s, enum mqd_log_level *out)
+{
+	size_t i;
+
+	if (s == NULL)
+		return -1;
+	for (i = 0; i < ARRAY_LEN(level_names); i++) {
+		if (strcasecmp(s, level_names[i]) == 0) {
+			*out = (enum mqd_log_level)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+const char *mqd_log_level_name(enum mqd_log_level l)
+{
+	if ((unsigned)l >= ARRAY_LEN(level_names))
+		return "?";
+	return level_names[l];
+}
+
+/* ------------------------------------------------------------ listen */
+
+static bool host_char(char c, bool v6)
+{
+	if (isalnum((unsigned char)c) || c == '.' || c == '-' || c == '_')
+		return true;
+	return v6 && (c == ':' || c == '%');
+}
+
+/* One "host:port" or "[v6]:port" (len bytes at s, already trimmed). */
+static int parse_one_addr(const char *s, size_t len, struct mqd_listen_addr *a,
+                          char *why, size_t whylen)
+{
+	const char *host, *port, *end = s + len;
+	size_t hlen, i;
+	bool v6 = false;
+	uint64_t p;
+	char num[8];
+
+	if (*s == '[') {
+		const char *rb = memchr(s, ']', len);
+
+		if (rb == NULL)
+			return fail(why, whylen, "unclosed '['");
+		host = s + 1;
+		hlen = (size_t)(rb - host);
+		if (rb + 1 == end || rb[1] != ':')
+			return fail(why, whylen, "missing port: write [%.*s]:7400",
+			            (int)hlen, host);
+		port = rb + 2;
+		v6 = true;
+	} else {
+		const char *colon = NULL, *q;
+
+		for (q = s; q < end; q++)
+			if (*q == ':')
+				colon = q;
+		if (colon == NULL)
+			return fail(why, whylen, "missing port: write %.*s:7400",
+			            (int)len, s);
+		host = s;
+		hlen = (size_t)(colon - s);
+		port = colon + 1;
+		if (memchr(host, ':', hlen) != NULL)
+			return fail(why, whylen, "an IPv6 address needs brackets, "
+			            "e.g. [::1]:7400");
+	}
+	if (hlen == 0)
+		return fail(why, whylen, "missing host (0.0.0.0 or [::] mean "
+		            "every address)");
+	if (hlen >= sizeof(a->host))
+		return fail(why, whylen, "host longer than %zu bytes",
+		            sizeof(a->host) - 1);
+	for (i = 0; i < hlen; i++)
+		if (!host_char(host[i], v6))
+			return fail(why, whylen, "bad character '%c' in host",
+			            host[i]);
+	if (v6 && memchr(host, ':', hlen) == NULL)
+		return fail(why, whylen, "brackets are for IPv6 addresses");
+	if (port == end)
+		return fail(why, whylen, "missing port");
+	if ((size_t)(end - port) >= sizeof(num))
+		return fail(why, whylen, "port must be 0 to 65535");
+	memcpy(num, port, (size_t)(end - port));
+	num[end - port] = '\0';
+	if (parse_uint(num, &p) < 0 || p > 65535)
+		return fail(why, whylen, "port must be 0 to 65535");
+	memcpy(a->host, host, hlen);
+	a->host[hlen] = '\0';
+	a->port = (uint16_t)p;
+	return 0;
+}
+
+/* why gets the whole message, naming the item at fault. */
+static int parse_listen(const char *s, struct mqd_listen_addr *out, size_t max,
+                        size_t *n, char *why, size_t whylen)
+{
+	struct mqd_listen_addr tmp[MQD_LISTEN_MAX];
+	size_t count = 0, i;
+	const char *p = s;
+
+	if (max > MQD_LISTEN_MAX)
+		max = MQD_LISTEN_MAX;
+	for (;;) {
+		const char *comma = strchr(p, ',');
+		const char *e = comma != NULL ? comma : p + strlen(p);
+		char reason[160];
+
+		while (p < e && isspace((unsigned char)*p))
+			p++;
+		while (e > p && isspace((unsigned char)e[-1]))
+			e--;
+		if (p == e)
+			return fail(why, whylen, "bad listen list '%s' (empty item; "
+			            "write host:port, comma-separated)", s);
+		if (count == max)
+			return fail(why, whylen, "bad listen list '%s' (more than "
+			            "%zu addresses)", s, max);
+		memset(&tmp[count], 0, sizeof(tmp[count]));
+		if (parse_one_addr(p, (size_t)(e - p), &tmp[count], reason,
+		                   sizeof(reason)) < 0)
+			return fail(why, whylen, "bad listen address '%.*s' (%s)",
+			            (int)(e - p), p, reason);
+		for (i = 0; i < count && tmp[count].port != 0; i++)
+			if (tmp[i].port == tmp[count].port &&
+			    strcmp(tmp[i].host, tmp[count].host) == 0)
+				return fail(why, whylen, "bad listen address "
+				            "'%.*s' (given twice)", (int)(e - p), p);
+		count++;
+		if (comma == NULL)
+			break;
+		p = comma + 1;
+	}
+	memcpy(out, tmp, count * sizeof(tmp[0]));
+	*n = count;
+	return 0;
+}
+
+int mqd_parse_listen(const char *s, struct mqd_listen_addr *out, size_t max,
+                     size_t *n)
+{
+	char why[MSG_MAX];
+
+	if (s == NULL)
+		return -1;
+	return parse_listen(s, out, max, n, why, sizeof(why));
+}
+
+/* ------------------------------------------------------------ setters */
+
+static void *field_of(const struct key *k, void *base)
+{
+	return (char *)base + k->offset;
+}
+
+static void store_uint(const struct key *k, void *base, uint64_t v)
+{
+	void *f = field_of(k, base);
+
+	switch (k->size) {
+	case sizeof(uint8_t): {
+		uint8_t x = (uint8_t)v;
+		memcpy(f, &x, sizeof(x));
+		break;
+	}
+	case sizeof(uint16_t): {
+		uint16_t x = (uint16_t)v;
+		memcpy(f, &x, sizeof(x));
+		break;
+	}
+	case sizeof(uint32_t): {
+		uint32_t x = (uint32_t)v;
+		memcpy(f, &x, sizeof(x));
+		break;
+	}
+	default:
+		assert(k->size == sizeof(uint64_t));
+		memcpy(f, &v, sizeof(v));
+		break;
+	}
+}
+
+static int set_uint(const struct key *k, void *base, const char *value,
+                    char *msg, size_t msglen)
+{
+	uint64_t v;
+
+	if (parse_uint(value, &v) < 0 || v < k->min || v > k->max)
+		return fail(msg, msglen, "bad number '%s' for %s (write a whole "
+		            "number from %llu to %llu)", value, k->name,
+		            (unsigned long long)k->min,
+		            (unsigned long long)k->max);
+	store_uint(k, base, v);
+	return 0;
+}
+
+static int set_size(const struct key *k, void *base, const char *value,
+                    char *msg, size_t msglen)
+{
+	uint64_t v;
+	char lo[24], hi[24];
+
+	if (mqd_parse_size(value, &v) < 0 || v < k->min || v > k->max) {
+		size_text(k->min, lo, sizeof(lo));
+		size_text(k->max, hi, sizeof(hi));
+		return fail(msg, msglen, "bad size '%s' for %s (write %s to %s "
+		            "bytes, with an optional K, M or G suffix)", value,
+		            k->name, lo, hi);
+	}
+	store_uint(k, base, v);
+	return 0;
+}
+
+static int set_duration(const struct key *k, void *base, const char *value,
+                        char *msg, size_t msglen)
+{
+	uint64_t v;
+
+	if (mqd_parse_duration(value, &v) < 0) {
+		if (all_digits(value))
+			return fail(msg, msglen, "bad duration '%s' for %s "
+			            "(write %ss, %s000ms; only 0 may go without "
+			            "a unit)", value, k->name, value, value);
+		return fail(msg, msglen, "bad duration '%s' for %s (write a "
+		            "number and ms, s, m or h, e.g. 30s; only 0 may go "
+		            "without a unit)", value, k->name);
+	}
+	if (v < k->min || v > k->max)
+		return fail(msg, msglen, "bad duration '%s' for %s (write %llums "
+		            "to %llums)", value, k->name,
+		            (unsigned long long)k->min,
+		            (unsigned long long)k->max);
+	store_uint(k, base, v);
+	return 0;
+}
+
+static int set_bool(const struct key *k, void *base, const char *value,
+                    char *msg, size_t msglen)
+{
+	bool b;
+
+	if (mqd_parse_bool(value, &b) < 0)
+		return fail(msg, msglen, "bad bool '%s' for %s (write yes or no; "
+		            "true/false, on/off and 1/0 also work)", value,
+		            k->name);
+	memcpy(field_of(k, base), &b, sizeof(b));
+	return 0;
+}
+
+static int set_string(const struct key *k, void *base, const char *value,
+                      char *msg, size_t msglen)
+{
+	size_t len = strlen(value);
+	size_t max = k->max != 0 ? (size_t)k->max : k->size - 1;
+	char *f = field_of(k, base);
+
+	if (len < k->min)
+		return fail(msg, msglen, "%s may not be empty", k->name);
+	if (len > max)
+		return fail(msg, msglen, "%s is too long (%zu bytes; at most %zu)",
+		            k->name, len, max);
+	/* Zero the whole field: a config compares equal to one loaded anew. */
+	memset(f, 0, k->size);
+	memcpy(f, value, len);
+	return 0;
+}
+
+static int set_loglevel(const struct key *k, void *base, const char *value,
+                        char *msg, size_t msglen)
+{
+	enum mqd_log_level l;
+
+	if (mqd_parse_log_level(value, &l) < 0)
+		return fail(msg, msglen, "bad log level '%s' for %s (write error, "
+		            "warn, info or debug)", value, k->name);
+	memcpy(field_of(k, base), &l, sizeof(l));
+	return 0;
+}
+
+static int set_listen(const struct key *k, void *base, const char *value,
+                      char *msg, size_t msglen)
+{
+	struct mqd_config *cfg = base;
+	size_t n;
+
+	/* The messages say "listen": it is the only key of this type. */
+	if (parse_listen(value, cfg->listen, (size_t)k->max, &n, msg,
+	                 msglen) < 0)
+		return -1;
+	/* Clear the slots past the end for the same reason as set_string. */
+	memset(&cfg->listen[n], 0, (MQD_LISTEN_MAX - n) * sizeof(cfg->listen[0]));
+	cfg->nlisten = n;
+	return 0;
+}
+
+static const key_setter type_setters[] = {
+	[T_SIZE] = set_size,
+	[T_DURATION] = set_duration,
+	[T_BOOL] = set_bool,
+	[T_UINT] = set_uint,
+	[T_STRING] = set_string,
+	[T_LISTEN] = set_listen,
+	[T_LOGLEVEL] = set_loglevel,
+};
+
+static int set_key(const struct key *k, void *base, const char *value,
+                   char *msg, size_t msglen)
+{
+	key_setter set = k->set != NULL ? k->set : type_setters[k->type];
+
+	return set(k, base, value, msg, msglen);
+}
+
+/* ------------------------------------------------------------ defaults */
+
+static void apply_defaults(struct mqd_config *cfg, const struct section *sec)
+{
+	void *base = sec->base(cfg);
+	char msg[MSG_MAX];
+	size_t i;
+
+	for (i = 0; i < NKEYS; i++) {
+		if (strcmp(keys[i].section, sec->name) != 0)
+			continue;
+		if (set_key(&keys[i], base, keys[i].def, msg, sizeof(msg)) < 0) {
+			/* A bug in the table, caught by the first test run. */
+			fprintf(stderr, "mqd: bad default for %s.%s: %s\n",
+			        keys[i].section, keys[i].name, msg);
+			abort();
+		}
+	}
+}
+
+void mqd_config_defaults(struct mqd_config *cfg)
+{
+	size_t i;
+
+	memset(cfg, 0, sizeof(*cfg));
+	/* Sections with a name get their defaults when an instance begins. */
+	for (i = 0; i < NSECTIONS; i++)
+		if (!sections[i].takes_arg)
+			apply_defaults(cfg, &sections[i]);
+}
+
+/* ------------------------------------------------------------ the file */
+
+struct parse {
+	const char *name;          /* FILE in messages */
+	const char *text;
+	size_t len, pos;           /* text[pos..len) is still to read */
+	int line;                  /* of the line last handed to inih */
+	struct mqd_config *cfg;
+	const struct section *sec; /* NULL before the first header */
+	char sec_label[128];       /* the header as written, for messages */
+	int sec_line[NSECTIONS];   /* first header of each; 0 = none yet */
+	int key_line[NKEYS];       /* where set in this section; 0 = not */
+	char *err;
+	size_t errlen;
+	bool failed;
+};
+
+static void parse_fail(struct parse *p, int line, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void parse_fail(struct parse *p, int line, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	p->failed = true;
+	if (p->err == NULL || p->errlen == 0)
+		return;
+	n = snprintf(p->err, p->errlen, "%s:%d: ", p->name, line);
+	if (n < 0 || (size_t)n >= p->errlen)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(p->err + n, p->errlen - (size_t)n, fmt, ap);
+	va_end(ap);
+}
+
+static const struct key *find_key(const char *section, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < NKEYS; i++)
+		if (strcmp(keys[i].section, section) == 0 &&
+		    strcmp(keys[i].name, name) == 0)
+			return &keys[i];
+	return NULL;
+}
+
+static bool is_comment_char(char c)
+{
+	return c == '#' || c == ';';
+}
+
+/* "[kind]" or "[kind name]", with nothing after "]" but a comment. */
+static int begin_section(struct parse *p, const char *line)
+{
+	const char *inner = line + 1, *close = strchr(line, ']'), *e, *t;
+	char hdr[sizeof(p->sec_label)], msg[MSG_MAX], *arg;
+	size_t i, k;
+
+	if (close == NULL) {
+		parse_fail(p, p->line, "section header without ']'");
+		return -1;
+	}
+	for (t = close + 1; isspace((unsigned char)*t); t++)
+		;
+	if (*t != '\0' && !is_comment_char(*t)) {
+		parse_fail(p, p->line, "text after section header: '%s'", t);
+		return -1;
+	}
+	while (inner < close && isspace((unsigned char)*inner))
+		inner++;
+	for (e = close; e > inner && isspace((unsigned char)e[-1]); e--)
+		;
+	if ((size_t)(e - inner) >= sizeof(hdr)) {
+		parse_fail(p, p->line, "section header too long");
+		return -1;
+	}
+	memcpy(hdr, inner, (size_t)(e - inner));
+	hdr[e - inner] = '\0';
+	for (arg = hdr; *arg != '\0' && !isspace((unsigned char)*arg); arg++)
+		;
+	k = (size_t)(arg - hdr);
+	while (isspace((unsigned char)*arg))
+		arg++;
+
+	for (i = 0; i < NSECTIONS; i++)
+		if (strlen(sections[i].name) == k &&
+		    strncmp(sections[i].name, hdr, k) == 0)
+			break;
+	if (i == NSECTIONS || (*arg != '\0' && !sections[i].takes_arg)) {
+		parse_fail(p, p->line, "unknown section [%s]", hdr);
+		return -1;
+	}
+	if (sections[i].takes_arg && *arg == '\0') {
+		parse_fail(p, p->line, "section [%s] needs a name", hdr);
+		return -1;
+	}
+	if (!sections[i].takes_arg && p->sec_line[i] != 0) {
+		parse_fail(p, p->line, "repeated section [%s] (first at line %d)",
+		           hdr, p->sec_line[i]);
+		return -1;
+	}
+	if (sections[i].begin != NULL) {
+		if (sections[i].begin(p->cfg, arg, msg, sizeof(msg)) < 0) {
+			parse_fail(p, p->line, "%s", msg);
+			return -1;
+		}
+		apply_defaults(p->cfg, &sections[i]);
+	}
+	if (p->sec_line[i] == 0)
+		p->sec_line[i] = p->line;
+	p->sec = &sections[i];
+	memcpy(p->sec_label, hdr, sizeof(hdr));
+	/* Each instance of a named section may set each of its keys once. */
+	for (k = 0; k < NKEYS; k++)
+		if (strcmp(keys[k].section, sections[i].name) == 0)
+			p->key_line[k] = 0;
+	return 0;
+}
+
+/* Vet one line before inih sees it; it is already stripped on the left. */
+static int check_line(struct parse *p, char *line)
+{
+	char *s = line;
+
+	if (*s == '\0' || is_comment_char(*s))
+		return 0;
+	if (*s == '[')
+		return begin_section(p, line);
+	while (isalnum((unsigned char)*s) || *s == '_' || *s == '-' || *s == '.')
+		s++;
+	while (*s == ' ' || *s == '\t')
+		s++;
+	if (s == line || *s != '=') {
+		parse_fail(p, p->line, "expected 'key = value', '[section]' or "
+		           "a comment");
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * inih's reader: one line per call, so p->line is the line inih is on.
+ * After an error it reports end of input, which stops inih there.
+ */
+static char *reader_cb(char *str, int num, void *stream)
+{
+	struct parse *p = stream;
+	const char *s, *nl;
+	size_t n;
+
+	if (p->failed || p->pos >= p->len)
+		return NULL;
+	s = p->text + p->pos;
+	nl = memchr(s, '\n', p->len - p->pos);
+	n = nl != NULL ? (size_t)(nl - s) : p->len - p->pos;
+	p->pos += n + (nl != NULL);
+	p->line++;
+
+	if (n > 0 && s[n - 1] == '\r')
+		n--;
+	if (p->line == 1 && n >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0) {
+		s += 3;
+		n -= 3;
+	}
+	/* No indented continuation lines: indentation is just indentation. */
+	while (n > 0 && (*s == ' ' || *s == '\t')) {
+		s++;
+		n--;
+	}
+	if (memchr(s, '\0', n) != NULL) {
+		parse_fail(p, p->line, "NUL byte in line");
+		return NULL;
+	}
+	/* inih needs room for "\r\n\0" and would split a longer line. */
+	if (num < 4 || n > (size_t)num - 3) {
+		parse_fail(p, p->line, "line too long (at most %d characters)",
+		           num - 3);
+		return NULL;
+	}
+	memcpy(str, s, n);
+	str[n] = '\0';
+	if (check_line(p, str) < 0)
+		return NULL;
+	return str;
+}
+
+static int handler_cb(void *user, const char *section, const char *name,
+                      const char *value)
+{
+	struct parse *p = user;
+	const struct key *k;
+	char msg[MSG_MAX];
+	size_t i;
+
+	(void)section; /* the reader tracks it, with the instance's name */
+	if (p->failed)
+		return 0;
+	if (p->sec == NULL) {
+		parse_fail(p, p->line, "key '%s' outside any section", name);
+		return 0;
+	}
+	k = find_key(p->sec->name, name);
+	if (k == NULL) {
+		parse_fail(p, p->line, "unknown key '%s' in [%s]", name,
+		           p->sec_label);
+		return 0;
+	}
+	i = (size_t)(k - keys);
+	if (p->key_line[i] != 0) {
+		parse_fail(p, p->line, "repeated key '%s' in [%s] (first at "
+		           "line %d)", name, p->sec_label, p->key_line[i]);
+		return 0;
+	}
+	p->key_line[i] = p->line;
+	if (set_key(k, p->sec->base(p->cfg), value, msg, sizeof(msg)) < 0) {
+		parse_fail(p, p->line, "%s", msg);
+		return 0;
+	}
+	return 1;
+}
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+static int load_text(struct mqd_config *cfg, const char *text, size_t len,
+                     const char *name, char *err, size_t errlen)
+{
+	struct parse *p;
+	struct mqd_config *fresh;
+	int rc;
+
+	if (name == NULL)
+		name = "-";
+	if (strlen(name) >= sizeof(cfg->path)) {
+		set_err(err, errlen, "%.64s...:0: path too long", name);
+		return -1;
+	}
+	fresh = malloc(sizeof(*fresh));
+	p = calloc(1, sizeof(*p));
+	if (fresh == NULL || p == NULL) {
+		free(fresh);
+		free(p);
+		set_err(err, errlen, "%s:0: out of memory", name);
+		return -1;
+	}
+	mqd_config_defaults(fresh);
+	memcpy(fresh->path, name, strlen(name) + 1);
+	p->name = name;
+	p->text = text;
+	p->len = len;
+	p->cfg = fresh;
+	p->err = err;
+	p->errlen = errlen;
+
+	rc = ini_parse_stream(reader_cb, p, handler_cb, p);
+	if (!p->failed && rc == -2)
+		parse_fail(p, 0, "out of memory");
+	else if (!p->failed && rc != 0)
+		/* Something inih refused that check_line let through. */
+		parse_fail(p, rc, "syntax error");
+
+	rc = p->failed ? -1 : 0;
+	if (rc == 0)
+		*cfg = *fresh;
+	free(p);
+	free(fresh);
+	return rc;
+}
+
+int mqd_config_load_string(struct mqd_config *cfg, const char *text,
+                           const char *name, char *err, size_t errlen)
+{
+	return load_text(cfg, text != NULL ? text : "",
+	                 text != NULL ? strlen(text) : 0, name, err, errlen);
+}
+
+int mqd_config_load(struct mqd_config *cfg, const char *path, char *err,
+                    size_t errlen)
+{
+	FILE *f;
+	char *buf;
+	size_t len = 0;
+	int rc;
+
+	f = fopen(path, "re");
+	if (f == NULL) {
+		set_err(err, errlen, "%s:0: cannot open: %s", path,
+		        strerror(errno));
+		return -1;
+	}
+	buf = malloc(CONFIG_MAX_BYTES + 1);
+	if (buf == NULL) {
+		fclose(f);
+		set_err(err, errlen, "%s:0: out of memory", path);
+		return -1;
+	}
+	/* One byte more than allowed tells "too large" from "just fits". */
+	len = fread(buf, 1, CONFIG_MAX_BYTES + 1, f);
+	if (ferror(f)) {
+		int e = errno;
+
+		fclose(f);
+		free(buf);
+		set_err(err, errlen, "%s:0: cannot read: %s", path, strerror(e));
+		return -1;
+	}
+	fclose(f);
+	if (len > CONFIG_MAX_BYTES) {
+		free(buf);
+		set_err(err, errlen, "%s:0: larger than %d bytes", path,
+		        CONFIG_MAX_BYTES);
+		return -1;
+	}
+	buf[len] = '\0';
+	rc = load_text(cfg, buf, len, path, err, errlen);
+	free(buf);
+	return rc;
+}
+
+/* ------------------------------------------------------------ key names */
+
+static char key_name_buf[NKEYS][64];
+static const char *key_names[NKEYS];
+static pthread_once_t key_names_once = PTHREAD_ONCE_INIT;
+
+static void key_names_init(void)
+{
+	size_t i;
+
+	for (i = 0; i < NKEYS; i++) {
+		snprintf(key_name_buf[i], sizeof(key_name_buf[i]), "%s.%s",
+		         keys[i].section, keys[i].name);
+		key_names[i] = key_name_buf[i];
+	}
+}
+
+size_t mqd_config_keys(const char *const **names)
+{
+	pthread_once(&key_names_once, key_names_init);
+	if (names != NULL)
+		*names = key_names;
+	return NKEYS;
+}
