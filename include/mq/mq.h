@@ -171,7 +171,8 @@ int mq_cancel(mq_conn *c, uint32_t tag);
  * timeout_ms (-1 = forever).  MQ_ERR_TIMEOUT if none came.  When the
  * server ends a consumer (its queue was deleted) mq_next returns
  * MQ_ERR_NOT_FOUND once, with *out NULL and mq_cancelled_tag() giving the
- * consumer's tag. */
+ * consumer's tag.  A signal during the wait returns MQ_ERR_IO with errno
+ * EINTR (like read(2)): nothing is lost, call again. */
 int mq_next(mq_conn *c, int timeout_ms, struct mq_message **out);
 /* The tag of the last consumer the server cancelled (0 if none). */
 uint32_t mq_cancelled_tag(const mq_conn *c);

@@ -1,0 +1,881 @@
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+/*
+ * mq: the command-line client.  One subcommand per broker operation a
+ * person (or a shell script) needs: send, get, consume, declare, delete,
+ * purge, ping.  Everything goes through libmq; this file only parses
+ * arguments, moves bytes between stdio and the library, and maps results
+ * to exit statuses:
+ *
+ *   0  success
+ *   1  the server refused (its error name and words on stderr), or the
+ *      connection failed
+ *   2  usage error
+ *   3  get: nothing (or fewer than COUNT messages) arrived in time
+ */
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "mq/mq.h"
+#include "core/duration.h"
+
+#ifndef PACKAGE_VERSION
+#define PACKAGE_VERSION "unknown"
+#endif
+
+#define EXIT_SERVER 1
+#define EXIT_USAGE 2
+#define EXIT_EMPTY 3
+
+/* Options every subcommand accepts, wherever they appear. */
+#define COMMON_SHORT "s:h"
+#define COMMON_LONG \
+	{ "server", required_argument, NULL, 's' }, \
+	{ "help", no_argument, NULL, 'h' }
+
+/* Long-only options get codes above any character. */
+enum {
+	OPT_NO_ACK = 256,
+	OPT_PREFETCH,
+	OPT_TTL,
+	OPT_DELAY,
+	OPT_MAX_LENGTH,
+	OPT_MAX_BYTES,
+	OPT_OVERFLOW,
+	OPT_ACK_TIMEOUT,
+	OPT_MAX_ATTEMPTS,
+	OPT_DEAD_LETTER,
+	OPT_EXCLUSIVE,
+	OPT_AUTO_DELETE,
+	OPT_PASSIVE,
+	OPT_IF_EMPTY,
+};
+
+struct command {
+	const char *name;
+	int (*run)(const struct command *cmd, int argc, char **argv);
+	const char *usage; /* arguments after "mq NAME" */
+};
+
+/* Set from the command line or the environment before a command runs. */
+struct ctx {
+	const char *server;
+};
+
+static struct ctx ctx;
+
+/* ---- messages and exits ---------------------------------------------- */
+
+static void usage_line(FILE *f, const struct command *cmd)
+{
+	if (cmd != NULL)
+		fprintf(f, "usage: mq [-s HOST:PORT] %s%s%s\n", cmd->name,
+		        cmd->usage[0] ? " " : "", cmd->usage);
+	else
+		fprintf(f, "usage: mq [-s HOST:PORT] [-h] [-V] COMMAND [ARGS...]\n");
+}
+
+static int usage_error(const struct command *cmd, const char *fmt,
+                       const char *arg)
+{
+	fputs("mq: ", stderr);
+	fprintf(stderr, fmt, arg);
+	fputc('\n', stderr);
+	usage_line(stderr, cmd);
+	return EXIT_USAGE;
+}
+
+/* Report a failed library call; returns the exit status for it. */
+static int report(mq_conn *c, int err, const struct command *cmd)
+{
+	const char *msg = c != NULL ? mq_last_error_message(c) : "";
+
+	if (err >= MQ_ERR_BAD_FRAME && err <= MQ_ERR_INTERNAL) {
+		if (msg[0] != '\0')
+			fprintf(stderr, "mq: %s: %s\n", mq_strerror(err), msg);
+		else
+			fprintf(stderr, "mq: %s\n", mq_strerror(err));
+		return EXIT_SERVER;
+	}
+	switch (err) {
+	case MQ_ERR_IO:
+		fprintf(stderr, "mq: %s: %s\n", mq_strerror(err),
+		        strerror(errno));
+		return EXIT_SERVER;
+	case MQ_ERR_CLOSED:
+		fprintf(stderr, "mq: the server closed the connection\n");
+		return EXIT_SERVER;
+	case MQ_ERR_INVALID:
+		fprintf(stderr, "mq: invalid argument (queue and header names "
+		        "are 1 to 255 characters of A-Z a-z 0-9 . _ - :)\n");
+		usage_line(stderr, cmd);
+		return EXIT_USAGE;
+	case MQ_ERR_PROTOCOL:
+		fprintf(stderr, "mq: %s%s%s\n", mq_strerror(err),
+		        msg[0] ? ": " : "", msg);
+		return EXIT_SERVER;
+	default:
+		fprintf(stderr, "mq: %s\n", mq_strerror(err));
+		return EXIT_SERVER;
+	}
+}
+
+static int open_conn(mq_conn **c)
+{
+	int rc = mq_connect(c, ctx.server, "mq");
+
+	if (rc == 0)
+		return 0;
+	fprintf(stderr, "mq: cannot connect to %s: %s\n", ctx.server,
+	        rc == MQ_ERR_IO ? strerror(errno) : mq_strerror(rc));
+	return EXIT_SERVER;
+}
+
+/* ---- argument helpers ------------------------------------------------ */
+
+/* A decimal number in [0, max]. */
+static bool parse_uint(const char *s, uint64_t max, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (s == NULL || *s < '0' || *s > '9')
+		return false;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v > max)
+		return false;
+	*out = v;
+	return true;
+}
+
+/* A duration that fits a u32 of milliseconds. */
+static bool parse_ms32(const char *s, uint32_t *out)
+{
+	uint64_t ms;
+
+	if (mq_parse_duration(s, &ms) != 0 || ms > UINT32_MAX)
+		return false;
+	*out = (uint32_t)ms;
+	return true;
+}
+
+/* The option getopt just complained about, for the message. */
+static const char *bad_option(char **argv)
+{
+	static char buf[3];
+
+	if (optopt > 0 && optopt < 256) {
+		buf[0] = '-';
+		buf[1] = (char)optopt;
+		buf[2] = '\0';
+		return buf;
+	}
+	return argv[optind - 1];
+}
+
+/*
+ * getopt_long over a subcommand's arguments (argv[0] is its name), with
+ * the common options handled here.  Options may come before or after the
+ * positional arguments.  Returns the option, -1 at the end, or an exit
+ * status (negated, below -1) for an error or -h.
+ */
+static int next_opt(const struct command *cmd, int argc, char **argv,
+                    const char *shortopts, const struct option *longopts)
+{
+	int o = getopt_long(argc, argv, shortopts, longopts, NULL);
+
+	switch (o) {
+	case 's':
+		ctx.server = optarg;
+		return next_opt(cmd, argc, argv, shortopts, longopts);
+	case 'h':
+		usage_line(stdout, cmd);
+		fputs("See mq(1) for the options.\n", stdout);
+		return -100 - 0;
+	case '?':
+		usage_error(cmd, "unknown option '%s'", bad_option(argv));
+		return -100 - EXIT_USAGE;
+	case ':':
+		usage_error(cmd, "option '%s' needs an argument",
+		            bad_option(argv));
+		return -100 - EXIT_USAGE;
+	default:
+		return o;
+	}
+}
+
+#define OPT_EXIT(o) (-((o) + 100))
+#define IS_OPT_EXIT(o) ((o) <= -100)
+
+/* ---- send ------------------------------------------------------------ */
+
+/* All of stdin; *len gets its size.  NULL on failure (reported). */
+static char *read_all(FILE *in, size_t *len)
+{
+	size_t cap = 65536, n = 0, r;
+	char *buf = malloc(cap), *nb;
+
+	if (buf == NULL)
+		goto nomem;
+	while ((r = fread(buf + n, 1, cap - n, in)) > 0) {
+		n += r;
+		if (n == cap) {
+			nb = realloc(buf, cap * 2);
+			if (nb == NULL)
+				goto nomem;
+			buf = nb;
+			cap *= 2;
+		}
+	}
+	if (ferror(in)) {
+		fprintf(stderr, "mq: reading standard input: %s\n",
+		        strerror(errno));
+		free(buf);
+		return NULL;
+	}
+	*len = n;
+	return buf;
+nomem:
+	free(buf);
+	fprintf(stderr, "mq: out of memory reading standard input\n");
+	return NULL;
+}
+
+/* One message per line of stdin, pipelined; errors come back at the sync. */
+static int send_lines(const struct command *cmd, mq_conn *c, const char *queue,
+                      const struct mq_send_opts *o)
+{
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	unsigned long sent = 0;
+	int rc = 0;
+
+	while ((n = getline(&line, &cap, stdin)) >= 0) {
+		if (n > 0 && line[n - 1] == '\n')
+			n--;
+		rc = mq_send_quiet(c, queue, line, (size_t)n, o);
+		if (rc != 0)
+			break;
+		sent++;
+	}
+	free(line);
+	if (rc == 0 && ferror(stdin)) {
+		fprintf(stderr, "mq: reading standard input: %s\n",
+		        strerror(errno));
+		return EXIT_SERVER;
+	}
+	if (rc == 0)
+		rc = mq_sync(c);
+	if (rc == 0)
+		return 0;
+	rc = report(c, rc, cmd);
+	if (mq_quiet_errors(c) > 0)
+		fprintf(stderr, "mq: %u of %lu messages were refused\n",
+		        mq_quiet_errors(c), sent);
+	return rc;
+}
+
+static int cmd_send(const struct command *cmd, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		COMMON_LONG,
+		{ "lines", no_argument, NULL, 'l' },
+		{ "priority", required_argument, NULL, 'p' },
+		{ "header", required_argument, NULL, 'H' },
+		{ "ttl", required_argument, NULL, OPT_TTL },
+		{ "delay", required_argument, NULL, OPT_DELAY },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct mq_send_opts so;
+	struct mq_headers *h = NULL;
+	mq_conn *c = NULL;
+	bool lines = false;
+	char *body = NULL, *eq;
+	size_t len = 0;
+	uint64_t v;
+	int o, rc = 0;
+
+	memset(&so, 0, sizeof(so));
+	h = mq_headers_new();
+	if (h == NULL) {
+		fprintf(stderr, "mq: out of memory\n");
+		return EXIT_SERVER;
+	}
+	while ((o = next_opt(cmd, argc, argv, ":" COMMON_SHORT "lp:H:",
+	                     longopts)) != -1) {
+		if (IS_OPT_EXIT(o)) {
+			rc = OPT_EXIT(o);
+			goto out;
+		}
+		switch (o) {
+		case 'l':
+			lines = true;
+			break;
+		case 'p':
+			if (!parse_uint(optarg, 9, &v)) {
+				rc = usage_error(cmd, "priority must be 0 to 9, "
+				                 "not '%s'", optarg);
+				goto out;
+			}
+			so.priority = (uint8_t)v;
+			break;
+		case 'H':
+			eq = strchr(optarg, '=');
+			if (eq == NULL) {
+				rc = usage_error(cmd, "header '%s' is not "
+				                 "key=value", optarg);
+				goto out;
+			}
+			*eq = '\0';
+			rc = mq_headers_add(h, optarg, eq + 1);
+			*eq = '=';
+			if (rc == MQ_ERR_NOMEM) {
+				fprintf(stderr, "mq: out of memory\n");
+				rc = EXIT_SERVER;
+				goto out;
+			}
+			if (rc != 0) {
+				rc = usage_error(cmd, "bad or repeated header "
+				                 "'%s'", optarg);
+				goto out;
+			}
+			break;
+		case OPT_TTL:
+			if (!parse_ms32(optarg, &so.ttl_ms)) {
+				rc = usage_error(cmd, "bad duration '%s'", optarg);
+				goto out;
+			}
+			break;
+		case OPT_DELAY:
+			if (!parse_ms32(optarg, &so.delay_ms)) {
+				rc = usage_error(cmd, "bad duration '%s'", optarg);
+				goto out;
+			}
+			break;
+		}
+	}
+	if (argc - optind < 1 || argc - optind > 2 ||
+	    (lines && argc - optind != 1)) {
+		rc = usage_error(cmd, "%s", lines ?
+		                 "send -l takes QUEUE only (lines come from "
+		                 "standard input)" : "send takes QUEUE [BODY]");
+		goto out;
+	}
+	so.headers = mq_headers_data(h, &len);
+	so.headers_len = len;
+	rc = open_conn(&c);
+	if (rc != 0)
+		goto out;
+	if (lines) {
+		rc = send_lines(cmd, c, argv[optind], &so);
+		goto out;
+	}
+	if (argc - optind == 2) {
+		body = argv[optind + 1];
+		len = strlen(body);
+		rc = mq_send(c, argv[optind], body, len, &so, NULL);
+		body = NULL;
+	} else {
+		body = read_all(stdin, &len);
+		if (body == NULL) {
+			rc = EXIT_SERVER;
+			goto out;
+		}
+		rc = mq_send(c, argv[optind], body, len, &so, NULL);
+	}
+	if (rc != 0)
+		rc = report(c, rc, cmd);
+out:
+	free(body);
+	mq_close(c);
+	mq_headers_free(h);
+	return rc;
+}
+
+/* ---- get and consume ------------------------------------------------- */
+
+/* Body and a newline on stdout, flushed: only then may it be acked. */
+static bool print_body(const struct mq_message *m)
+{
+	if ((m->body_len > 0 &&
+	     fwrite(m->body, 1, m->body_len, stdout) != m->body_len) ||
+	    putchar('\n') == EOF || fflush(stdout) == EOF) {
+		fprintf(stderr, "mq: writing standard output: %s\n",
+		        strerror(errno));
+		return false;
+	}
+	return true;
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int cmd_get(const struct command *cmd, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		COMMON_LONG,
+		{ "timeout", required_argument, NULL, 't' },
+		{ "count", required_argument, NULL, 'n' },
+		{ "no-ack", no_argument, NULL, OPT_NO_ACK },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct mq_message *m;
+	mq_conn *c = NULL;
+	uint32_t timeout = 0;
+	uint64_t count = 1, got = 0;
+	unsigned flags = 0;
+	int64_t deadline, left;
+	int o, rc;
+
+	while ((o = next_opt(cmd, argc, argv, ":" COMMON_SHORT "t:n:",
+	                     longopts)) != -1) {
+		if (IS_OPT_EXIT(o))
+			return OPT_EXIT(o);
+		switch (o) {
+		case 't':
+			if (!parse_ms32(optarg, &timeout))
+				return usage_error(cmd, "bad timeout '%s' (e.g. "
+				                   "500ms, 2s, 1m)", optarg);
+			break;
+		case 'n':
+			if (!parse_uint(optarg, UINT32_MAX, &count) || count == 0)
+				return usage_error(cmd, "bad count '%s'", optarg);
+			break;
+		case OPT_NO_ACK:
+			flags |= MQ_AUTO_ACK;
+			break;
+		}
+	}
+	if (argc - optind != 1)
+		return usage_error(cmd, "%s", "get takes one QUEUE");
+	rc = open_conn(&c);
+	if (rc != 0)
+		return rc;
+	/* TIMEOUT is the budget for all COUNT messages together. */
+	deadline = mono_ms() + timeout;
+	while (got < count) {
+		left = deadline - mono_ms();
+		if (left < 0)
+			left = 0;
+		rc = mq_get(c, argv[optind], (uint32_t)left, flags, &m);
+		if (rc == MQ_ERR_EMPTY)
+			break;
+		if (rc != 0)
+			goto fail;
+		if (!print_body(m)) {
+			mq_message_free(m);
+			mq_close(c);
+			return EXIT_SERVER;
+		}
+		got++;
+		if (!(flags & MQ_AUTO_ACK))
+			rc = mq_ack(c, &m->id, 1, MQ_QUIET, NULL);
+		mq_message_free(m);
+		if (rc != 0)
+			goto fail;
+	}
+	rc = mq_sync(c); /* the acks' answers */
+	if (rc != 0)
+		goto fail;
+	mq_close(c);
+	return got < count ? EXIT_EMPTY : 0;
+fail:
+	rc = report(c, rc, cmd);
+	mq_close(c);
+	return rc;
+}
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop_signal(int sig)
+{
+	(void)sig;
+	stop_requested = 1;
+}
+
+/* SIGINT/SIGTERM end the consume loop; a second one kills as usual. */
+static void catch_stop_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop_signal;
+	sa.sa_flags = SA_RESETHAND | SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
+static int cmd_consume(const struct command *cmd, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		COMMON_LONG,
+		{ "prefetch", required_argument, NULL, OPT_PREFETCH },
+		{ "count", required_argument, NULL, 'n' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct mq_message *m;
+	mq_conn *c = NULL;
+	uint64_t count = 0, got = 0, prefetch = 0;
+	uint32_t tag = 0;
+	bool have_prefetch = false;
+	int o, rc;
+
+	while ((o = next_opt(cmd, argc, argv, ":" COMMON_SHORT "n:",
+	                     longopts)) != -1) {
+		if (IS_OPT_EXIT(o))
+			return OPT_EXIT(o);
+		switch (o) {
+		case OPT_PREFETCH:
+			if (!parse_uint(optarg, UINT32_MAX, &prefetch))
+				return usage_error(cmd, "bad prefetch '%s'", optarg);
+			have_prefetch = true;
+			break;
+		case 'n':
+			if (!parse_uint(optarg, UINT32_MAX, &count) || count == 0)
+				return usage_error(cmd, "bad count '%s'", optarg);
+			break;
+		}
+	}
+	if (argc - optind != 1)
+		return usage_error(cmd, "%s", "consume takes one QUEUE");
+	/* Taking no more than we will print spares the rest a redelivery. */
+	if (!have_prefetch && count > 0)
+		prefetch = count;
+	catch_stop_signals();
+	rc = open_conn(&c);
+	if (rc != 0)
+		return rc;
+	rc = mq_consume(c, argv[optind], (uint32_t)prefetch, 0, &tag);
+	while (rc == 0 && !stop_requested && (count == 0 || got < count)) {
+		/* A bounded wait, so a signal that slips in just before the
+		 * wait starts still ends the loop promptly. */
+		rc = mq_next(c, 1000, &m);
+		if (rc == MQ_ERR_TIMEOUT || (rc == MQ_ERR_IO && errno == EINTR)) {
+			rc = 0;
+			continue;
+		}
+		if (rc != 0)
+			break;
+		if (!print_body(m)) {
+			mq_message_free(m);
+			mq_close(c);
+			return EXIT_SERVER;
+		}
+		got++;
+		/* The last one: stop deliveries before acknowledging it. */
+		if (count > 0 && got == count)
+			rc = mq_cancel(c, tag);
+		if (rc == 0)
+			rc = mq_ack(c, &m->id, 1, MQ_QUIET, NULL);
+		mq_message_free(m);
+	}
+	if (rc == 0)
+		rc = mq_sync(c); /* flush the last acks and hear about them */
+	if (rc == MQ_ERR_NOT_FOUND && mq_cancelled_tag(c) == tag) {
+		fprintf(stderr, "mq: NOT_FOUND: queue %s was deleted\n",
+		        argv[optind]);
+		rc = EXIT_SERVER;
+	} else if (rc != 0) {
+		rc = report(c, rc, cmd);
+	}
+	mq_close(c);
+	return rc;
+}
+
+/* ---- declare, delete, purge, ping ------------------------------------ */
+
+static int declare_opt(const struct command *cmd, int o,
+                       struct mq_queue_opts *q, unsigned *flags)
+{
+	uint64_t v;
+
+	switch (o) {
+	case OPT_MAX_LENGTH:
+		if (!parse_uint(optarg, UINT32_MAX, &v))
+			return usage_error(cmd, "bad --max-length '%s'", optarg);
+		q->max_length = (uint32_t)v;
+		break;
+	case OPT_MAX_BYTES:
+		if (mqd_parse_size(optarg, &q->max_bytes) != 0)
+			return usage_error(cmd, "bad --max-bytes '%s' (e.g. "
+			                   "512K, 64M)", optarg);
+		break;
+	case OPT_OVERFLOW:
+		if (strcmp(optarg, "reject") == 0)
+			q->overflow = 1;
+		else if (strcmp(optarg, "drop-head") == 0)
+			q->overflow = 2;
+		else
+			return usage_error(cmd, "--overflow is reject or "
+			                   "drop-head, not '%s'", optarg);
+		break;
+	case OPT_TTL:
+		if (!parse_ms32(optarg, &q->message_ttl_ms))
+			return usage_error(cmd, "bad --ttl '%s'", optarg);
+		break;
+	case OPT_ACK_TIMEOUT:
+		if (!parse_ms32(optarg, &q->ack_timeout_ms))
+			return usage_error(cmd, "bad --ack-timeout '%s'", optarg);
+		break;
+	case OPT_MAX_ATTEMPTS:
+		if (!parse_uint(optarg, UINT16_MAX, &v))
+			return usage_error(cmd, "bad --max-attempts '%s'", optarg);
+		q->max_attempts = (uint16_t)v;
+		break;
+	case OPT_DEAD_LETTER:
+		q->dead_letter = optarg;
+		break;
+	case OPT_EXCLUSIVE:
+		*flags |= MQ_EXCLUSIVE;
+		break;
+	case OPT_AUTO_DELETE:
+		*flags |= MQ_AUTO_DELETE;
+		break;
+	case OPT_PASSIVE:
+		*flags |= MQ_PASSIVE;
+		break;
+	}
+	return 0;
+}
+
+static int cmd_declare(const struct command *cmd, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		COMMON_LONG,
+		{ "max-length", required_argument, NULL, OPT_MAX_LENGTH },
+		{ "max-bytes", required_argument, NULL, OPT_MAX_BYTES },
+		{ "overflow", required_argument, NULL, OPT_OVERFLOW },
+		{ "ttl", required_argument, NULL, OPT_TTL },
+		{ "ack-timeout", required_argument, NULL, OPT_ACK_TIMEOUT },
+		{ "max-attempts", required_argument, NULL, OPT_MAX_ATTEMPTS },
+		{ "dead-letter", required_argument, NULL, OPT_DEAD_LETTER },
+		{ "exclusive", no_argument, NULL, OPT_EXCLUSIVE },
+		{ "auto-delete", no_argument, NULL, OPT_AUTO_DELETE },
+		{ "passive", no_argument, NULL, OPT_PASSIVE },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct mq_queue_opts q;
+	struct mq_declared d;
+	mq_conn *c = NULL;
+	unsigned flags = 0;
+	int o, rc;
+
+	memset(&q, 0, sizeof(q));
+	while ((o = next_opt(cmd, argc, argv, ":" COMMON_SHORT, longopts)) != -1) {
+		if (IS_OPT_EXIT(o))
+			return OPT_EXIT(o);
+		rc = declare_opt(cmd, o, &q, &flags);
+		if (rc != 0)
+			return rc;
+	}
+	if (argc - optind != 1)
+		return usage_error(cmd, "%s", "declare takes one QUEUE "
+		                   "(\"\" for a server-chosen name)");
+	rc = open_conn(&c);
+	if (rc != 0)
+		return rc;
+	rc = mq_declare(c, argv[optind], &q, flags, &d);
+	if (rc == 0 && argv[optind][0] == '\0')
+		printf("%s\n", d.queue);
+	if (rc != 0)
+		rc = report(c, rc, cmd);
+	mq_close(c);
+	return rc;
+}
+
+static int cmd_delete(const struct command *cmd, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		COMMON_LONG,
+		{ "if-empty", no_argument, NULL, OPT_IF_EMPTY },
+		{ NULL, 0, NULL, 0 },
+	};
+	mq_conn *c = NULL;
+	unsigned flags = 0;
+	int o, rc;
+
+	while ((o = next_opt(cmd, argc, argv, ":" COMMON_SHORT, longopts)) != -1) {
+		if (IS_OPT_EXIT(o))
+			return OPT_EXIT(o);
+		if (o == OPT_IF_EMPTY)
+			flags |= MQ_IF_EMPTY;
+	}
+	if (argc - optind != 1)
+		return usage_error(cmd, "%s", "delete takes one QUEUE");
+	rc = open_conn(&c);
+	if (rc != 0)
+		return rc;
+	rc = mq_delete(c, argv[optind], flags);
+	if (rc != 0)
+		rc = report(c, rc, cmd);
+	mq_close(c);
+	return rc;
+}
+
+static int cmd_purge(const struct command *cmd, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		COMMON_LONG,
+		{ NULL, 0, NULL, 0 },
+	};
+	mq_conn *c = NULL;
+	uint64_t n = 0;
+	int o, rc;
+
+	while ((o = next_opt(cmd, argc, argv, ":" COMMON_SHORT, longopts)) != -1)
+		if (IS_OPT_EXIT(o))
+			return OPT_EXIT(o);
+	if (argc - optind != 1)
+		return usage_error(cmd, "%s", "purge takes one QUEUE");
+	rc = open_conn(&c);
+	if (rc != 0)
+		return rc;
+	rc = mq_purge(c, argv[optind], &n);
+	if (rc == 0)
+		printf("%llu\n", (unsigned long long)n);
+	else
+		rc = report(c, rc, cmd);
+	mq_close(c);
+	return rc;
+}
+
+static int cmd_ping(const struct command *cmd, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		COMMON_LONG,
+		{ NULL, 0, NULL, 0 },
+	};
+	struct timespec t0, t1;
+	mq_conn *c = NULL;
+	double ms;
+	int o, rc;
+
+	while ((o = next_opt(cmd, argc, argv, ":" COMMON_SHORT, longopts)) != -1)
+		if (IS_OPT_EXIT(o))
+			return OPT_EXIT(o);
+	if (argc - optind != 0)
+		return usage_error(cmd, "%s", "ping takes no arguments");
+	rc = open_conn(&c);
+	if (rc != 0)
+		return rc;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	rc = mq_ping(c);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (rc == 0) {
+		ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
+		     (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+		printf("PONG from %s in %.3f ms\n", mq_server_name(c), ms);
+	} else {
+		rc = report(c, rc, cmd);
+	}
+	mq_close(c);
+	return rc;
+}
+
+/* ---- main ------------------------------------------------------------ */
+
+static const struct command commands[] = {
+	{ "send", cmd_send,
+	  "[-l] [-p PRIO] [-H KEY=VALUE]... [--ttl DUR] [--delay DUR] QUEUE [BODY]" },
+	{ "get", cmd_get, "[-t TIMEOUT] [-n COUNT] [--no-ack] QUEUE" },
+	{ "consume", cmd_consume, "[--prefetch N] [-n COUNT] QUEUE" },
+	{ "declare", cmd_declare,
+	  "[--max-length N] [--max-bytes SIZE] [--overflow reject|drop-head] "
+	  "[--ttl DUR] [--ack-timeout DUR] [--max-attempts N] "
+	  "[--dead-letter QUEUE] [--exclusive] [--auto-delete] [--passive] "
+	  "QUEUE" },
+	{ "delete", cmd_delete, "[--if-empty] QUEUE" },
+	{ "purge", cmd_purge, "QUEUE" },
+	{ "ping", cmd_ping, "" },
+};
+
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static void help(void)
+{
+	size_t i;
+
+	usage_line(stdout, NULL);
+	fputs("\nA command-line client for the mqd message broker.\n\n"
+	      "Options:\n"
+	      "  -s, --server HOST:PORT  server (default $MQ_SERVER, else "
+	      MQ_DEFAULT_SERVER ")\n"
+	      "  -h, --help              this help\n"
+	      "  -V, --version           print the version\n\n"
+	      "Commands:\n", stdout);
+	for (i = 0; i < NCOMMANDS; i++)
+		printf("  mq %s%s%s\n", commands[i].name,
+		       commands[i].usage[0] ? " " : "", commands[i].usage);
+	fputs("\nExit status: 0 ok, 1 server or connection error, 2 usage "
+	      "error,\n3 get found nothing in time.  See mq(1).\n", stdout);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "server", required_argument, NULL, 's' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *env = getenv("MQ_SERVER");
+	size_t i;
+	int o;
+
+	ctx.server = env != NULL && env[0] != '\0' ? env : MQ_DEFAULT_SERVER;
+	opterr = 0;
+	/* "+": stop at the command; its own options are parsed after it. */
+	while ((o = getopt_long(argc, argv, "+:s:hV", longopts, NULL)) != -1) {
+		switch (o) {
+		case 's':
+			ctx.server = optarg;
+			break;
+		case 'h':
+			help();
+			return 0;
+		case 'V':
+			printf("mq (mqd) %s\n", PACKAGE_VERSION);
+			return 0;
+		case ':':
+			return usage_error(NULL, "option '%s' needs an argument",
+			                   bad_option(argv));
+		default:
+			return usage_error(NULL, "unknown option '%s'",
+			                   bad_option(argv));
+		}
+	}
+	if (optind >= argc)
+		return usage_error(NULL, "%s", "no command given");
+	for (i = 0; i < NCOMMANDS; i++) {
+		if (strcmp(argv[optind], commands[i].name) == 0) {
+			int sub_argc = argc - optind;
+			char **sub_argv = argv + optind;
+
+			optind = 0; /* restart getopt on the new vector */
+			return commands[i].run(&commands[i], sub_argc, sub_argv);
+		}
+	}
+	if (strcmp(argv[optind], "help") == 0) {
+		help();
+		return 0;
+	}
+	return usage_error(NULL, "unknown command '%s'", argv[optind]);
+}
