@@ -544,10 +544,11 @@ static void exec_get(struct mqd_worker *w, struct mqd_req *r)
 	struct mqd_queue *q = queue_for(w, r, true);
 	struct mqd_peer *p;
 	struct timeval tv;
-	uint32_t ms = r->p.get.timeout_ms;
+	uint32_t ms;
 
-	if (q == NULL)
+	if (q == NULL) /* answered, and possibly freed already */
 		return;
+	ms = r->p.get.timeout_ms;
 	if (excluded(q, r)) {
 		fail(w, r, MQD_ERR_FORBIDDEN,
 		     "queue is exclusive to another connection");
