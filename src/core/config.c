@@ -8,6 +8,14 @@
  * say.  Sections are rows of sections[]; a section that takes a name
  * ([queue NAME]) gets a begin hook that makes room for the instance.
  *
+ * The queue keys appear twice, under [defaults] and under [queue NAME],
+ * from one macro.  A [queue NAME] key the section does not give takes the
+ * [defaults] value; since [defaults] may come after the queues, that is
+ * resolved once the whole file is read, and so is the dead-letter loop
+ * check, which needs every queue.  Relative paths (log_file, pidfile,
+ * control_socket) are made absolute as they are read, against the config
+ * file's directory, so that "-d" (which changes to /) still finds them.
+ *
  * libinih splits lines; we feed it through our own reader so that we always
  * know the line number (Debian builds it without INI_HANDLER_LINENO), can
  * reject a section header even when no key follows it, and can stop at the
@@ -33,11 +41,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <ini.h>
 
 #include "core/config.h"
 #include "core/duration.h"
+#include "proto/proto.h"
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -53,7 +63,13 @@ enum key_type {
 	T_STRING,   /* anything, up to the field's size */
 	T_LISTEN,   /* host:port, [v6]:port, comma-separated */
 	T_LOGLEVEL, /* error, warn, info, debug */
+	T_OVERFLOW, /* reject, drop_head */
+	T_QUEUE,    /* a queue name, or empty for none */
 };
+
+/* overflow's values, as DECLARE carries them. */
+#define OVERFLOW_REJECT 1
+#define OVERFLOW_DROP_HEAD 2
 
 struct key;
 /* Parse value into the field k describes within base.  Returns 0, or -1
@@ -71,18 +87,22 @@ struct key {
 	uint64_t min, max;   /* T_UINT, T_SIZE, T_DURATION: value;
 	                        T_STRING: length (max 0 = the field's size - 1) */
 	key_setter set;      /* NULL: the type's own */
+	bool path;           /* T_STRING naming a file: a relative one is
+	                        resolved against the config file's directory */
 	bool reload_ok;      /* a reload may change it (else: restart) */
 	const char *doc;
 };
+
+struct parse;
 
 struct section {
 	const char *name; /* [server] */
 	bool takes_arg;   /* [queue NAME] */
 	/* Where the keys' offsets point: the struct of the current instance. */
 	void *(*base)(struct mqd_config *cfg);
-	/* For sections that take a name: make room for a new instance. */
-	int (*begin)(struct mqd_config *cfg, const char *arg, char *msg,
-	             size_t msglen);
+	/* Called at the header (p->line); for sections that take a name it
+	 * makes room for the new instance.  0, or -1 with msg. */
+	int (*begin)(struct parse *p, const char *arg, char *msg, size_t msglen);
 };
 
 static int set_listen(const struct key *k, void *base, const char *value,
@@ -94,6 +114,48 @@ static int set_listen(const struct key *k, void *base, const char *value,
 #define QDEF(m)                                                               \
 	.offset = offsetof(struct mqd_queue_defaults, m),                     \
 	.size = sizeof(((struct mqd_queue_defaults *)0)->m)
+/* A queue key within [defaults] (struct mqd_queue_defaults) ... */
+#define QDQ(m) QDEF(queue.m)
+/* ... and within [queue NAME] (struct mqd_queue_conf). */
+#define QUE(m)                                                                \
+	.offset = offsetof(struct mqd_queue_conf, m),                         \
+	.size = sizeof(((struct mqd_queue_conf *)0)->m)
+
+/*
+ * The settings of a queue, for [defaults] (F = QDQ, may be reloaded: they
+ * apply to queues created afterwards) and [queue NAME] (F = QUE).  The
+ * durations go to DECLARE as u32 milliseconds, hence their maximum.
+ */
+#define QUEUE_KEYS(SEC, F, RELOAD)                                            \
+	{ .section = SEC, .name = "max_length", .type = T_UINT,               \
+	  .def = "0", F(max_length), .max = UINT32_MAX, .reload_ok = RELOAD,  \
+	  .doc = "ready and delayed messages the queue holds; 0 = no limit" }, \
+	{ .section = SEC, .name = "max_bytes", .type = T_SIZE,                \
+	  .def = "0", F(max_bytes), .max = UINT64_MAX, .reload_ok = RELOAD,   \
+	  .doc = "bytes of message bodies the queue holds; 0 = no limit" },   \
+	{ .section = SEC, .name = "overflow", .type = T_OVERFLOW,             \
+	  .def = "reject", F(overflow), .reload_ok = RELOAD,                  \
+	  .doc = "when full: reject (QUEUE_FULL) or drop_head (drop the "     \
+	         "oldest)" },                                                 \
+	{ .section = SEC, .name = "message_ttl", .type = T_DURATION,          \
+	  .def = "0", F(message_ttl_ms), .max = UINT32_MAX,                   \
+	  .reload_ok = RELOAD,                                                \
+	  .doc = "how long a message may wait before it expires; 0 = "        \
+	         "never" },                                                   \
+	{ .section = SEC, .name = "ack_timeout", .type = T_DURATION,          \
+	  .def = "30s", F(ack_timeout_ms), .max = UINT32_MAX,                 \
+	  .reload_ok = RELOAD,                                                \
+	  .doc = "how long a consumer may hold a message unacknowledged "     \
+	         "before it is redelivered; 0 = forever" },                   \
+	{ .section = SEC, .name = "max_attempts", .type = T_UINT,             \
+	  .def = "0", F(max_attempts), .max = UINT16_MAX,                     \
+	  .reload_ok = RELOAD,                                                \
+	  .doc = "deliveries after which a message is dead-lettered; 0 = no " \
+	         "limit" },                                                   \
+	{ .section = SEC, .name = "dead_letter", .type = T_QUEUE,             \
+	  .def = "", F(dead_letter), .reload_ok = RELOAD,                     \
+	  .doc = "queue that gets rejected, expired and exhausted messages; " \
+	         "empty = drop them" }
 
 static const struct key keys[] = {
 	/* [server] */
@@ -104,6 +166,7 @@ static const struct key keys[] = {
 	         "comma-separated" },
 	{ .section = "server", .name = "control_socket", .type = T_STRING,
 	  .def = "/run/mqd/mqd.sock", SRV(control_socket), .min = 1,
+	  .path = true,
 	  .doc = "path of the Unix socket for mqctl" },
 	{ .section = "server", .name = "workers", .type = T_UINT,
 	  .def = "0", SRV(workers), .max = 256,
@@ -126,17 +189,24 @@ static const struct key keys[] = {
 	  .def = "info", SRV(log_level), .reload_ok = true,
 	  .doc = "least severe level logged: error, warn, info or debug" },
 	{ .section = "server", .name = "log_file", .type = T_STRING,
-	  .def = "", SRV(log_file), .reload_ok = true,
+	  .def = "", SRV(log_file), .path = true, .reload_ok = true,
 	  .doc = "\"\" = standard error, \"syslog\" = syslog, else a file" },
 	{ .section = "server", .name = "pidfile", .type = T_STRING,
-	  .def = "", SRV(pidfile),
+	  .def = "", SRV(pidfile), .path = true,
 	  .doc = "file to write the process id to with -d; \"\" = none" },
+	{ .section = "server", .name = "max_memory", .type = T_SIZE,
+	  .def = "0", SRV(max_memory), .max = UINT64_MAX, .reload_ok = true,
+	  .doc = "bytes of messages held across all queues; over it SEND gets "
+	         "MEMORY_LIMIT; 0 = no limit" },
 	/* [defaults] */
 	{ .section = "defaults", .name = "prefetch", .type = T_UINT,
 	  .def = "1000", QDEF(prefetch), .min = 1, .max = 65535,
 	  .reload_ok = true,
 	  .doc = "messages a consumer may hold unacknowledged when its "
 	         "CONSUME says 0" },
+	QUEUE_KEYS("defaults", QDQ, true),
+	/* [queue NAME]: these must stay the last rows (see queue_key_bit). */
+	QUEUE_KEYS("queue", QUE, false),
 };
 
 #define NKEYS ARRAY_LEN(keys)
@@ -151,13 +221,33 @@ static void *defaults_base(struct mqd_config *cfg)
 	return &cfg->defaults;
 }
 
-/* Add [queue NAME], [tls], [users] here, with their keys above. */
+/* The instance being read is the last one begun. */
+static void *queue_base(struct mqd_config *cfg)
+{
+	return &cfg->queues[cfg->nqueues - 1];
+}
+
+static int defaults_begin(struct parse *p, const char *arg, char *msg,
+                          size_t msglen);
+static int queue_begin(struct parse *p, const char *arg, char *msg,
+                       size_t msglen);
+
+/* Add [tls], [users] here, with their keys above. */
 static const struct section sections[] = {
 	{ .name = "server", .base = server_base },
-	{ .name = "defaults", .base = defaults_base },
+	{ .name = "defaults", .base = defaults_base, .begin = defaults_begin },
+	{ .name = "queue", .takes_arg = true, .base = queue_base,
+	  .begin = queue_begin },
 };
 
 #define NSECTIONS ARRAY_LEN(sections)
+
+/* The queue keys, one bit each in a queue's "given" mask. */
+#define NQUEUE_KEYS 7
+_Static_assert(NQUEUE_KEYS <= 32, "the given masks are uint32_t");
+
+static const char queue_name_rule[] =
+	"1 to 255 characters of A-Z a-z 0-9 . _ - :";
 
 /* ------------------------------------------------------------ value syntax */
 
@@ -482,9 +572,10 @@ static int set_duration(const struct key *k, void *base, const char *value,
 	}
 	if (v < k->min || v > k->max)
 		return fail(msg, msglen, "bad duration '%s' for %s (write %llums "
-		            "to %llums)", value, k->name,
+		            "to %llums%s)", value, k->name,
 		            (unsigned long long)k->min,
-		            (unsigned long long)k->max);
+		            (unsigned long long)k->max,
+		            k->max == UINT32_MAX ? ", about 49 days" : "");
 	store_uint(k, base, v);
 	return 0;
 }
@@ -548,6 +639,45 @@ static int set_listen(const struct key *k, void *base, const char *value,
 	return 0;
 }
 
+static int set_overflow(const struct key *k, void *base, const char *value,
+                        char *msg, size_t msglen)
+{
+	uint8_t v;
+
+	if (strcasecmp(value, "reject") == 0)
+		v = OVERFLOW_REJECT;
+	else if (strcasecmp(value, "drop_head") == 0)
+		v = OVERFLOW_DROP_HEAD;
+	else
+		return fail(msg, msglen, "bad value '%s' for %s (write reject "
+		            "or drop_head)", value, k->name);
+	memcpy(field_of(k, base), &v, sizeof(v));
+	return 0;
+}
+
+/* A queue name or "" (none).  Under [queue NAME], base is that queue, whose
+ * name begin_section has already set, so naming itself is caught here, at
+ * the key's line; longer loops wait for the whole file (check_loops). */
+static int set_queue_name(const struct key *k, void *base, const char *value,
+                          char *msg, size_t msglen)
+{
+	size_t len = strlen(value);
+
+	if (len > 0 && !mqd_name_valid((const uint8_t *)value, len))
+		return fail(msg, msglen, "bad queue name '%s' for %s (write %s, "
+		            "or nothing for none)", value, k->name,
+		            queue_name_rule);
+	if (len >= k->size)
+		return fail(msg, msglen, "%s is too long", k->name); /* table bug */
+	if (len > 0 && strcmp(k->section, "queue") == 0 &&
+	    strcmp(((const struct mqd_queue_conf *)base)->name, value) == 0)
+		return fail(msg, msglen, "%s may not name the queue itself "
+		            "('%s')", k->name, value);
+	memset(field_of(k, base), 0, k->size);
+	memcpy(field_of(k, base), value, len);
+	return 0;
+}
+
 static const key_setter type_setters[] = {
 	[T_SIZE] = set_size,
 	[T_DURATION] = set_duration,
@@ -556,6 +686,8 @@ static const key_setter type_setters[] = {
 	[T_STRING] = set_string,
 	[T_LISTEN] = set_listen,
 	[T_LOGLEVEL] = set_loglevel,
+	[T_OVERFLOW] = set_overflow,
+	[T_QUEUE] = set_queue_name,
 };
 
 static int set_key(const struct key *k, void *base, const char *value,
@@ -597,21 +729,39 @@ void mqd_config_defaults(struct mqd_config *cfg)
 			apply_defaults(cfg, &sections[i]);
 }
 
+void mqd_config_free(struct mqd_config *cfg)
+{
+	free(cfg->queues);
+	cfg->queues = NULL;
+	cfg->nqueues = 0;
+}
+
 /* ------------------------------------------------------------ the file */
 
 struct parse {
 	const char *name;          /* FILE in messages */
+	bool is_file;              /* name is the file's path (else a label) */
 	const char *text;
 	size_t len, pos;           /* text[pos..len) is still to read */
 	int line;                  /* of the line last handed to inih */
 	struct mqd_config *cfg;
 	const struct section *sec; /* NULL before the first header */
-	char sec_label[128];       /* the header as written, for messages */
+	char sec_label[272];       /* the header as written, for messages */
 	int sec_line[NSECTIONS];   /* first header of each; 0 = none yet */
 	int key_line[NKEYS];       /* where set in this section; 0 = not */
 	char *err;
 	size_t errlen;
 	bool failed;
+	/* [queue NAME]: room in cfg->queues, which keys each queue gave
+	 * (queue_key_bit; the rest come from [defaults] at the end), and an
+	 * index of their names (open addressing: queue index + 1, 0 = free). */
+	size_t cap;
+	uint32_t *given;
+	size_t *slots;
+	size_t nslots;             /* 0 or a power of two */
+	/* Where relative paths go, once a relative path needs it. */
+	char dir[4096];
+	bool have_dir;
 };
 
 static void parse_fail(struct parse *p, int line, const char *fmt, ...)
@@ -699,13 +849,13 @@ static int begin_section(struct parse *p, const char *line)
 		           hdr, p->sec_line[i]);
 		return -1;
 	}
-	if (sections[i].begin != NULL) {
-		if (sections[i].begin(p->cfg, arg, msg, sizeof(msg)) < 0) {
-			parse_fail(p, p->line, "%s", msg);
-			return -1;
-		}
-		apply_defaults(p->cfg, &sections[i]);
+	if (sections[i].begin != NULL &&
+	    sections[i].begin(p, arg, msg, sizeof(msg)) < 0) {
+		parse_fail(p, p->line, "%s", msg);
+		return -1;
 	}
+	if (sections[i].takes_arg)
+		apply_defaults(p->cfg, &sections[i]);
 	if (p->sec_line[i] == 0)
 		p->sec_line[i] = p->line;
 	p->sec = &sections[i];
@@ -714,6 +864,321 @@ static int begin_section(struct parse *p, const char *line)
 	for (k = 0; k < NKEYS; k++)
 		if (strcmp(keys[k].section, sections[i].name) == 0)
 			p->key_line[k] = 0;
+	return 0;
+}
+
+/* ------------------------------------------------------------ [queue NAME] */
+
+/* The [queue NAME] keys are the last NQUEUE_KEYS rows of keys[]. */
+static uint32_t queue_key_bit(const struct key *k)
+{
+	size_t i = (size_t)(k - keys);
+
+	assert(i >= NKEYS - NQUEUE_KEYS && i < NKEYS &&
+	       strcmp(keys[NKEYS - NQUEUE_KEYS].section, "queue") == 0 &&
+	       strcmp(keys[NKEYS - NQUEUE_KEYS - 1].section, "queue") != 0);
+	return UINT32_C(1) << (i - (NKEYS - NQUEUE_KEYS));
+}
+
+static size_t name_hash(const char *s)
+{
+	uint64_t h = 14695981039346656037ULL; /* FNV-1a */
+
+	for (; *s != '\0'; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return (size_t)h;
+}
+
+/* The index in cfg->queues of the queue called name, or SIZE_MAX. */
+static size_t index_find(const struct parse *p, const char *name)
+{
+	size_t i, s;
+
+	if (p->nslots == 0)
+		return SIZE_MAX;
+	for (i = name_hash(name) & (p->nslots - 1); (s = p->slots[i]) != 0;
+	     i = (i + 1) & (p->nslots - 1))
+		if (strcmp(p->cfg->queues[s - 1].name, name) == 0)
+			return s - 1;
+	return SIZE_MAX;
+}
+
+static void index_put(size_t *slots, size_t nslots, const char *name,
+                      size_t qi)
+{
+	size_t i = name_hash(name) & (nslots - 1);
+
+	while (slots[i] != 0)
+		i = (i + 1) & (nslots - 1);
+	slots[i] = qi + 1;
+}
+
+/* Index cfg->queues[qi], whose name is set; the table stays half empty. */
+static int index_add(struct parse *p, size_t qi)
+{
+	if (2 * (qi + 1) > p->nslots) {
+		size_t n = p->nslots != 0 ? 2 * p->nslots : 64, j;
+		size_t *slots = calloc(n, sizeof(*slots));
+
+		if (slots == NULL)
+			return -1;
+		for (j = 0; j < qi; j++)
+			index_put(slots, n, p->cfg->queues[j].name, j);
+		free(p->slots);
+		p->slots = slots;
+		p->nslots = n;
+	}
+	index_put(p->slots, p->nslots, p->cfg->queues[qi].name, qi);
+	return 0;
+}
+
+static int grow_queues(struct parse *p)
+{
+	size_t n = p->cap != 0 ? 2 * p->cap : 8;
+	struct mqd_queue_conf *q;
+	uint32_t *g;
+
+	q = realloc(p->cfg->queues, n * sizeof(*q));
+	if (q == NULL)
+		return -1;
+	p->cfg->queues = q;
+	g = realloc(p->given, n * sizeof(*g));
+	if (g == NULL)
+		return -1;
+	p->given = g;
+	p->cap = n;
+	return 0;
+}
+
+static int defaults_begin(struct parse *p, const char *arg, char *msg,
+                          size_t msglen)
+{
+	(void)arg;
+	(void)msg;
+	(void)msglen;
+	p->cfg->defaults.queue.line = (unsigned)p->line;
+	return 0;
+}
+
+/* A new [queue NAME]: its keys' defaults are applied next, and whatever it
+ * does not give is overwritten from [defaults] at the end (inherit). */
+static int queue_begin(struct parse *p, const char *arg, char *msg,
+                       size_t msglen)
+{
+	struct mqd_config *cfg = p->cfg;
+	size_t len = strlen(arg), i;
+	struct mqd_queue_conf *q;
+
+	if (!mqd_name_valid((const uint8_t *)arg, len))
+		return fail(msg, msglen, "bad queue name '%s' (write %s)", arg,
+		            queue_name_rule);
+	i = index_find(p, arg);
+	if (i != SIZE_MAX)
+		return fail(msg, msglen, "repeated section [queue %s] (first at "
+		            "line %u)", arg, cfg->queues[i].line);
+	if (cfg->nqueues == p->cap && grow_queues(p) < 0)
+		return fail(msg, msglen, "out of memory");
+	q = &cfg->queues[cfg->nqueues];
+	memset(q, 0, sizeof(*q));
+	memcpy(q->name, arg, len); /* len <= MQD_NAME_MAX: mqd_name_valid */
+	q->line = (unsigned)p->line;
+	if (index_add(p, cfg->nqueues) < 0)
+		return fail(msg, msglen, "out of memory");
+	p->given[cfg->nqueues] = 0;
+	cfg->nqueues++;
+	return 0;
+}
+
+/* What a [queue NAME] does not give, it takes from [defaults]. */
+static void inherit(struct parse *p)
+{
+	struct mqd_config *cfg = p->cfg;
+	size_t i, b;
+
+	for (i = 0; i < cfg->nqueues; i++) {
+		for (b = NKEYS - NQUEUE_KEYS; b < NKEYS; b++) {
+			const struct key *k = &keys[b];
+
+			if (p->given[i] & queue_key_bit(k))
+				continue;
+			memcpy(field_of(k, &cfg->queues[i]),
+			       field_of(k, &cfg->defaults.queue), k->size);
+		}
+	}
+}
+
+/* buf += s, as far as it fits. */
+static void cat(char *buf, size_t size, const char *s)
+{
+	size_t n = strlen(buf);
+
+	if (n + 1 < size)
+		snprintf(buf + n, size - n, "%s", s);
+}
+
+/* The loop through queues[at], told from there: "b -> a -> b". */
+static void report_loop(struct parse *p, size_t at, const size_t *next)
+{
+	const struct mqd_queue_conf *q = p->cfg->queues;
+	uint32_t dl = queue_key_bit(find_key("queue", "dead_letter"));
+	char chain[MSG_MAX] = "", hint[MSG_MAX] = "";
+	size_t v = at;
+
+	do {
+		cat(chain, sizeof(chain), q[v].name);
+		cat(chain, sizeof(chain), " -> ");
+		if (hint[0] == '\0' && !(p->given[v] & dl))
+			snprintf(hint, sizeof(hint), " ([queue %s] takes its "
+			         "dead_letter from [defaults])", q[v].name);
+		v = next[v];
+	} while (v != at);
+	cat(chain, sizeof(chain), q[at].name);
+	parse_fail(p, (int)q[at].line, "dead-letter chain loops: %s%s", chain,
+	           hint);
+}
+
+/*
+ * Dead-letter chains among the configured queues must end: a message would
+ * otherwise go round for ever.  Each queue names at most one other, so each
+ * walk either ends or runs into a loop.  Of the loops, report the one whose
+ * last-read section (the one that closed it) comes first in the file.
+ */
+static void check_loops(struct parse *p)
+{
+	const struct mqd_queue_conf *q = p->cfg->queues;
+	size_t n = p->cfg->nqueues, i, v, best = SIZE_MAX;
+	size_t *next;
+	uint8_t *state; /* 0 = not seen, 1 = on this walk, 2 = done */
+
+	if (n == 0)
+		return;
+	next = malloc(n * sizeof(*next));
+	state = calloc(n, 1);
+	if (next == NULL || state == NULL) {
+		parse_fail(p, 0, "out of memory");
+		goto out;
+	}
+	for (i = 0; i < n; i++)
+		next[i] = q[i].dead_letter[0] != '\0'
+		        ? index_find(p, q[i].dead_letter) : SIZE_MAX;
+	for (i = 0; i < n; i++) {
+		for (v = i; v != SIZE_MAX && state[v] == 0; v = next[v])
+			state[v] = 1;
+		if (v != SIZE_MAX && state[v] == 1) {
+			size_t w = v, last = v;
+
+			do {
+				if (q[w].line > q[last].line)
+					last = w;
+				w = next[w];
+			} while (w != v);
+			if (best == SIZE_MAX || q[last].line < q[best].line)
+				best = last;
+		}
+		for (v = i; v != SIZE_MAX && state[v] == 1; v = next[v])
+			state[v] = 2;
+	}
+	if (best != SIZE_MAX)
+		report_loop(p, best, next);
+out:
+	free(next);
+	free(state);
+}
+
+/* ------------------------------------------------------------ paths */
+
+/*
+ * dir + "/" + rel into out, without "." components or repeated slashes,
+ * always starting with "/".  ".." stays: dropping it with the component
+ * before would be wrong when that component is a symbolic link.  Returns
+ * the length, or SIZE_MAX when out is too small.
+ */
+static size_t join_path(const char *dir, const char *rel, char *out,
+                        size_t outlen)
+{
+	const char *parts[2] = { dir, rel };
+	size_t n = 0, i;
+
+	for (i = 0; i < 2; i++) {
+		const char *s = parts[i];
+
+		for (;;) {
+			size_t len;
+
+			while (*s == '/')
+				s++;
+			len = strcspn(s, "/");
+			if (len == 0)
+				break;
+			if (len != 1 || *s != '.') {
+				if (n + 1 + len >= outlen)
+					return SIZE_MAX;
+				out[n++] = '/';
+				memcpy(out + n, s, len);
+				n += len;
+			}
+			s += len;
+		}
+	}
+	if (n == 0) {
+		if (outlen < 2)
+			return SIZE_MAX;
+		out[n++] = '/';
+	}
+	out[n] = '\0';
+	return n;
+}
+
+/* p->dir: the absolute directory of the file, or the current directory
+ * for a string. */
+static int find_dir(struct parse *p, char *msg, size_t msglen)
+{
+	const char *slash = p->is_file ? strrchr(p->name, '/') : NULL;
+	char cwd[4096] = "", fdir[4096] = "";
+
+	if (slash == NULL || p->name[0] != '/') {
+		if (getcwd(cwd, sizeof(cwd)) == NULL)
+			return fail(msg, msglen, "cannot find the current "
+			            "directory for a relative path: %s",
+			            strerror(errno));
+	}
+	if (slash != NULL) /* name is shorter than 4096: load_text */
+		snprintf(fdir, sizeof(fdir), "%.*s", (int)(slash - p->name),
+		         p->name);
+	if (join_path(cwd, fdir, p->dir, sizeof(p->dir)) == SIZE_MAX)
+		return fail(msg, msglen, "the directory of %s is too long for "
+		            "a relative path", p->name);
+	p->have_dir = true;
+	return 0;
+}
+
+/*
+ * A relative path is made absolute now, against the directory of the file
+ * it was read from: the daemon may chdir("/") before using it, and
+ * "control_socket = mqd.sock" should mean next to the config file.
+ */
+static int resolve_path(struct parse *p, const struct key *k, void *base,
+                        char *msg, size_t msglen)
+{
+	char *f = field_of(k, base), out[8192];
+	size_t max = k->max != 0 ? (size_t)k->max : k->size - 1, len;
+
+	if (f[0] == '/' || f[0] == '\0')
+		return 0;
+	/* log_file = syslog is a word, not a file: write ./syslog for one. */
+	if (strcmp(k->name, "log_file") == 0 && strcmp(f, "syslog") == 0)
+		return 0;
+	if (!p->have_dir && find_dir(p, msg, msglen) < 0)
+		return -1;
+	len = join_path(p->dir, f, out, sizeof(out));
+	if (len == SIZE_MAX || len > max)
+		return fail(msg, msglen, "%s is too long once made absolute "
+		            "(%zu bytes; at most %zu): %s", k->name,
+		            len == SIZE_MAX ? strlen(p->dir) + 1 + strlen(f)
+		                            : len, max,
+		            len == SIZE_MAX ? f : out);
+	memset(f, 0, k->size);
+	memcpy(f, out, len);
 	return 0;
 }
 
@@ -791,6 +1256,7 @@ static int handler_cb(void *user, const char *section, const char *name,
 	const struct key *k;
 	char msg[MSG_MAX];
 	size_t i;
+	void *base;
 
 	(void)section; /* the reader tracks it, with the instance's name */
 	if (p->failed)
@@ -812,10 +1278,14 @@ static int handler_cb(void *user, const char *section, const char *name,
 		return 0;
 	}
 	p->key_line[i] = p->line;
-	if (set_key(k, p->sec->base(p->cfg), value, msg, sizeof(msg)) < 0) {
+	base = p->sec->base(p->cfg);
+	if (set_key(k, base, value, msg, sizeof(msg)) < 0 ||
+	    (k->path && resolve_path(p, k, base, msg, sizeof(msg)) < 0)) {
 		parse_fail(p, p->line, "%s", msg);
 		return 0;
 	}
+	if (strcmp(k->section, "queue") == 0)
+		p->given[p->cfg->nqueues - 1] |= queue_key_bit(k);
 	return 1;
 }
 
@@ -834,7 +1304,7 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 }
 
 static int load_text(struct mqd_config *cfg, const char *text, size_t len,
-                     const char *name, char *err, size_t errlen)
+                     const char *name, bool is_file, char *err, size_t errlen)
 {
 	struct parse *p;
 	struct mqd_config *fresh;
@@ -857,6 +1327,7 @@ static int load_text(struct mqd_config *cfg, const char *text, size_t len,
 	mqd_config_defaults(fresh);
 	memcpy(fresh->path, name, strlen(name) + 1);
 	p->name = name;
+	p->is_file = is_file;
 	p->text = text;
 	p->len = len;
 	p->cfg = fresh;
@@ -869,10 +1340,18 @@ static int load_text(struct mqd_config *cfg, const char *text, size_t len,
 	else if (!p->failed && rc != 0)
 		/* Something inih refused that check_line let through. */
 		parse_fail(p, rc, "syntax error");
+	if (!p->failed) {
+		inherit(p);
+		check_loops(p);
+	}
 
 	rc = p->failed ? -1 : 0;
 	if (rc == 0)
-		*cfg = *fresh;
+		*cfg = *fresh; /* the queues array goes with it */
+	else
+		mqd_config_free(fresh);
+	free(p->given);
+	free(p->slots);
 	free(p);
 	free(fresh);
 	return rc;
@@ -882,7 +1361,8 @@ int mqd_config_load_string(struct mqd_config *cfg, const char *text,
                            const char *name, char *err, size_t errlen)
 {
 	return load_text(cfg, text != NULL ? text : "",
-	                 text != NULL ? strlen(text) : 0, name, err, errlen);
+	                 text != NULL ? strlen(text) : 0, name, false, err,
+	                 errlen);
 }
 
 int mqd_config_load(struct mqd_config *cfg, const char *path, char *err,
@@ -923,7 +1403,7 @@ int mqd_config_load(struct mqd_config *cfg, const char *path, char *err,
 		return -1;
 	}
 	buf[len] = '\0';
-	rc = load_text(cfg, buf, len, path, err, errlen);
+	rc = load_text(cfg, buf, len, path, true, err, errlen);
 	free(buf);
 	return rc;
 }

@@ -24,9 +24,24 @@ struct mqd_listen_addr {
 	uint16_t port;  /* 0 = let the kernel choose (tests use it) */
 };
 
+/* Queue settings as the config states them: [defaults] and each
+ * [queue NAME].  0 / "" mean unlimited / none, except where noted. */
+struct mqd_queue_conf {
+	char name[256];          /* [queue NAME]; "" for [defaults] */
+	unsigned line;           /* line of its section header (for messages) */
+	uint32_t max_length;     /* messages, 0 = unlimited */
+	uint64_t max_bytes;      /* size, 0 = unlimited */
+	uint8_t overflow;        /* 1 = reject (default), 2 = drop_head */
+	uint64_t message_ttl_ms; /* duration, 0 = never expire */
+	uint64_t ack_timeout_ms; /* duration, default 30s; 0 = never */
+	uint16_t max_attempts;   /* 0 = unlimited */
+	char dead_letter[256];   /* queue name, "" = none */
+};
+
 /* [defaults]: settings a queue gets unless its declaration says otherwise. */
 struct mqd_queue_defaults {
 	uint32_t prefetch; /* default 1000 */
+	struct mqd_queue_conf queue; /* the same keys as [queue NAME] */
 };
 
 struct mqd_config {
@@ -43,12 +58,21 @@ struct mqd_config {
 	enum mqd_log_level log_level; /* default info */
 	char log_file[4096];      /* "" = stderr, "syslog" = syslog */
 	char pidfile[4096];       /* "" = none; used with -d */
+	uint64_t max_memory;      /* size, 0 = no limit */
 	/* [defaults] */
 	struct mqd_queue_defaults defaults;
+	/* [queue NAME] sections, in file order (malloc'd; see
+	 * mqd_config_free).  Settings not given in a section take the
+	 * [defaults] value, wherever [defaults] stands in the file. */
+	struct mqd_queue_conf *queues;
+	size_t nqueues;
 };
 
 /* Fill with every key's default. */
 void mqd_config_defaults(struct mqd_config *cfg);
+/* Free what a loaded config allocated (the queues array); the struct may
+ * be loaded again afterwards. */
+void mqd_config_free(struct mqd_config *cfg);
 
 /*
  * Parse the file at path into *cfg (defaults first, then the file).

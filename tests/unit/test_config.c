@@ -1,8 +1,14 @@
 /*
  * Unit tests of the configuration file (core/config) and the log
  * (core/log): every key, every default, every error with its line, the
- * value syntaxes, and that conf/mqd.conf and man/mqd.conf.5 document every
- * key the table knows (read from $MQD_SRCDIR, default ".").
+ * value syntaxes, [queue NAME] sections and what they take from [defaults],
+ * dead-letter loops, relative paths, and that conf/mqd.conf and
+ * man/mqd.conf.5 document every key the table knows (read from
+ * $MQD_SRCDIR, default ".").
+ *
+ * Each test runs in its own process (Check's fork mode); the config it
+ * loads is freed before every load and by the fixture, so that
+ * AddressSanitizer's leak check sees a leak of the loader's own.
  */
 #ifdef HAVE_CONFIG_H
 #include <config.h>
@@ -11,7 +17,9 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <regex.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,8 +38,15 @@ static char err[1024];
 
 /* ------------------------------------------------------------ helpers */
 
+/* The config of the last load goes; loads do not free what they replace. */
+static void free_cfg(void)
+{
+	mqd_config_free(&cfg);
+}
+
 static void load_ok(const char *text)
 {
+	free_cfg();
 	err[0] = '\0';
 	ck_assert_msg(mqd_config_load_string(&cfg, text, NAME, err,
 	                                     sizeof(err)) == 0,
@@ -43,6 +58,7 @@ static void load_err(const char *text, int line, const char *needle)
 {
 	char prefix[64];
 
+	free_cfg();
 	err[0] = '\0';
 	ck_assert_msg(mqd_config_load_string(&cfg, text, NAME, err,
 	                                     sizeof(err)) == -1,
@@ -86,7 +102,27 @@ static void assert_defaults(const struct mqd_config *c)
 	ck_assert_int_eq(c->log_level, MQD_LOG_INFO);
 	ck_assert_str_eq(c->log_file, "");
 	ck_assert_str_eq(c->pidfile, "");
+	ck_assert_uint_eq(c->max_memory, 0);
 	ck_assert_uint_eq(c->defaults.prefetch, 1000);
+	ck_assert_str_eq(c->defaults.queue.name, "");
+	ck_assert_uint_eq(c->defaults.queue.max_length, 0);
+	ck_assert_uint_eq(c->defaults.queue.max_bytes, 0);
+	ck_assert_uint_eq(c->defaults.queue.overflow, 1);
+	ck_assert_uint_eq(c->defaults.queue.message_ttl_ms, 0);
+	ck_assert_uint_eq(c->defaults.queue.ack_timeout_ms, 30000);
+	ck_assert_uint_eq(c->defaults.queue.max_attempts, 0);
+	ck_assert_str_eq(c->defaults.queue.dead_letter, "");
+	ck_assert_uint_eq(c->nqueues, 0);
+	ck_assert_ptr_eq(c->queues, NULL);
+}
+
+/* The current directory, for what relative paths in strings resolve to. */
+static void cwd_join(char *out, size_t len, const char *rel)
+{
+	char cwd[PATH_MAX];
+
+	ck_assert_ptr_ne(getcwd(cwd, sizeof(cwd)), NULL);
+	snprintf(out, len, "%s/%s", strcmp(cwd, "/") == 0 ? "" : cwd, rel);
 }
 
 static char *srcpath(const char *rel)
@@ -188,7 +224,22 @@ static const struct {
 	{ "server.log_level", "debug" },
 	{ "server.log_file", "/var/log/mqd.log" },
 	{ "server.pidfile", "/run/mqd.pid" },
+	{ "server.max_memory", "512M" },
 	{ "defaults.prefetch", "7" },
+	{ "defaults.max_length", "100" },
+	{ "defaults.max_bytes", "1M" },
+	{ "defaults.overflow", "drop_head" },
+	{ "defaults.message_ttl", "1h" },
+	{ "defaults.ack_timeout", "0" },
+	{ "defaults.max_attempts", "3" },
+	{ "defaults.dead_letter", "dlq" },
+	{ "queue.max_length", "5" },
+	{ "queue.max_bytes", "2K" },
+	{ "queue.overflow", "reject" },
+	{ "queue.message_ttl", "250ms" },
+	{ "queue.ack_timeout", "5m" },
+	{ "queue.max_attempts", "65535" },
+	{ "queue.dead_letter", "other" },
 };
 
 START_TEST(test_every_key)
@@ -205,7 +256,9 @@ START_TEST(test_every_key)
 			snprintf(cur, sizeof(cur), "%.*s", (int)slen,
 			         every_key[i].key);
 			n += (size_t)snprintf(text + n, sizeof(text) - n,
-			                      "[%s]\n", cur);
+			                      "[%s%s]\n", cur,
+			                      strcmp(cur, "queue") == 0 ? " every"
+			                                                : "");
 		}
 		n += (size_t)snprintf(text + n, sizeof(text) - n, "%s = %s\n",
 		                      dot + 1, every_key[i].value);
@@ -225,7 +278,26 @@ START_TEST(test_every_key)
 	ck_assert_int_eq(cfg.log_level, MQD_LOG_DEBUG);
 	ck_assert_str_eq(cfg.log_file, "/var/log/mqd.log");
 	ck_assert_str_eq(cfg.pidfile, "/run/mqd.pid");
+	ck_assert_uint_eq(cfg.max_memory, 512 * 1024 * 1024);
 	ck_assert_uint_eq(cfg.defaults.prefetch, 7);
+	ck_assert_uint_eq(cfg.defaults.queue.max_length, 100);
+	ck_assert_uint_eq(cfg.defaults.queue.max_bytes, 1024 * 1024);
+	ck_assert_uint_eq(cfg.defaults.queue.overflow, 2);
+	ck_assert_uint_eq(cfg.defaults.queue.message_ttl_ms, 3600000);
+	ck_assert_uint_eq(cfg.defaults.queue.ack_timeout_ms, 0);
+	ck_assert_uint_eq(cfg.defaults.queue.max_attempts, 3);
+	ck_assert_str_eq(cfg.defaults.queue.dead_letter, "dlq");
+	ck_assert_uint_eq(cfg.defaults.queue.line, 13);
+	ck_assert_uint_eq(cfg.nqueues, 1);
+	ck_assert_str_eq(cfg.queues[0].name, "every");
+	ck_assert_uint_eq(cfg.queues[0].line, 22);
+	ck_assert_uint_eq(cfg.queues[0].max_length, 5);
+	ck_assert_uint_eq(cfg.queues[0].max_bytes, 2048);
+	ck_assert_uint_eq(cfg.queues[0].overflow, 1);
+	ck_assert_uint_eq(cfg.queues[0].message_ttl_ms, 250);
+	ck_assert_uint_eq(cfg.queues[0].ack_timeout_ms, 300000);
+	ck_assert_uint_eq(cfg.queues[0].max_attempts, 65535);
+	ck_assert_str_eq(cfg.queues[0].dead_letter, "other");
 }
 END_TEST
 
@@ -251,9 +323,13 @@ START_TEST(test_config_keys)
 	const char *const *names, *const *again;
 	size_t n = mqd_config_keys(&names), i, j;
 
-	ck_assert_uint_eq(n, 11);
+	ck_assert_uint_eq(n, 26);
 	ck_assert_str_eq(names[0], "server.listen");
-	ck_assert_str_eq(names[n - 1], "defaults.prefetch");
+	ck_assert_str_eq(names[11], "defaults.prefetch");
+	ck_assert_str_eq(names[12], "defaults.max_length");
+	ck_assert_str_eq(names[18], "defaults.dead_letter");
+	ck_assert_str_eq(names[19], "queue.max_length");
+	ck_assert_str_eq(names[n - 1], "queue.dead_letter");
 	for (i = 0; i < n; i++) {
 		const char *dot = strchr(names[i], '.');
 
@@ -561,8 +637,8 @@ START_TEST(test_strings)
 	ck_assert_str_eq(cfg.log_file, "");
 	load_key("server", "log_file", "/var/log/my mqd.log");
 	ck_assert_str_eq(cfg.log_file, "/var/log/my mqd.log");
-	load_key("server", "pidfile", "mqd.pid");
-	ck_assert_str_eq(cfg.pidfile, "mqd.pid");
+	load_key("server", "pidfile", "/run/mqd.pid");
+	ck_assert_str_eq(cfg.pidfile, "/run/mqd.pid");
 
 	/* A socket path must fit sun_path: 107 bytes and the NUL. */
 	memset(path, 'a', 107);
@@ -575,6 +651,561 @@ START_TEST(test_strings)
 	load_err(text, 2, "control_socket is too long (108 bytes; at most 107)");
 	load_key_err("server", "control_socket", "", "control_socket may not "
 	             "be empty");
+}
+END_TEST
+
+/* ------------------------------------------------------------ max_memory */
+
+START_TEST(test_max_memory)
+{
+	load_key("server", "max_memory", "0");
+	ck_assert_uint_eq(cfg.max_memory, 0);
+	load_key("server", "max_memory", "512M");
+	ck_assert_uint_eq(cfg.max_memory, 512ULL << 20);
+	load_key("server", "max_memory", "64G");
+	ck_assert_uint_eq(cfg.max_memory, 64ULL << 30);
+	load_key("server", "max_memory", "1000");
+	ck_assert_uint_eq(cfg.max_memory, 1000);
+	load_key_err("server", "max_memory", "-1",
+	             "bad size '-1' for max_memory");
+	load_key_err("server", "max_memory", "1T", "bad size '1T'");
+	load_err("[defaults]\nmax_memory = 1G\n", 2,
+	         "unknown key 'max_memory' in [defaults]");
+}
+END_TEST
+
+/* ------------------------------------------------------------ queues */
+
+static const struct mqd_queue_conf *queue_named(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < cfg.nqueues; i++)
+		if (strcmp(cfg.queues[i].name, name) == 0)
+			return &cfg.queues[i];
+	ck_abort_msg("no queue %s", name);
+	return NULL;
+}
+
+START_TEST(test_queue_sections)
+{
+	const struct mqd_queue_conf *q;
+
+	load_ok("# queues\n"
+	        "[queue jobs]\n"
+	        "max_length = 100000\n"
+	        "max_bytes = 64M\n"
+	        "overflow = drop_head\n"
+	        "message_ttl = 24h\n"
+	        "ack_timeout = 5m\n"
+	        "max_attempts = 5\n"
+	        "dead_letter = jobs.failed\n"
+	        "\n"
+	        "[queue jobs.failed]\n"
+	        "[ queue   orders.eu:high-1_x ]\n"
+	        "overflow = REJECT\n");
+	ck_assert_uint_eq(cfg.nqueues, 3);
+	q = &cfg.queues[0]; /* in file order */
+	ck_assert_str_eq(q->name, "jobs");
+	ck_assert_uint_eq(q->line, 2);
+	ck_assert_uint_eq(q->max_length, 100000);
+	ck_assert_uint_eq(q->max_bytes, 64ULL << 20);
+	ck_assert_uint_eq(q->overflow, 2);
+	ck_assert_uint_eq(q->message_ttl_ms, 24ULL * 3600000);
+	ck_assert_uint_eq(q->ack_timeout_ms, 300000);
+	ck_assert_uint_eq(q->max_attempts, 5);
+	ck_assert_str_eq(q->dead_letter, "jobs.failed");
+	/* nothing given: every default */
+	q = &cfg.queues[1];
+	ck_assert_str_eq(q->name, "jobs.failed");
+	ck_assert_uint_eq(q->line, 11);
+	ck_assert_uint_eq(q->max_length, 0);
+	ck_assert_uint_eq(q->max_bytes, 0);
+	ck_assert_uint_eq(q->overflow, 1);
+	ck_assert_uint_eq(q->message_ttl_ms, 0);
+	ck_assert_uint_eq(q->ack_timeout_ms, 30000);
+	ck_assert_uint_eq(q->max_attempts, 0);
+	ck_assert_str_eq(q->dead_letter, "");
+	q = &cfg.queues[2];
+	ck_assert_str_eq(q->name, "orders.eu:high-1_x");
+	ck_assert_uint_eq(q->line, 12);
+	ck_assert_uint_eq(q->overflow, 1);
+	/* [defaults] untouched by the queues */
+	ck_assert_uint_eq(cfg.defaults.queue.max_length, 0);
+	ck_assert_uint_eq(cfg.defaults.queue.line, 0);
+}
+END_TEST
+
+/* Ranges at their edges, under both sections. */
+static const struct {
+	const char *key, *value;
+	bool ok;
+	uint64_t v; /* or, when !ok, the needle below */
+	const char *needle;
+} queue_values[] = {
+	{ "max_length", "0", true, 0, NULL },
+	{ "max_length", "4294967295", true, 4294967295u, NULL },
+	{ "max_length", "4294967296", false, 0,
+	  "bad number '4294967296' for max_length (write a whole number "
+	  "from 0 to 4294967295)" },
+	{ "max_length", "10K", false, 0, "bad number '10K'" },
+	{ "max_bytes", "0", true, 0, NULL },
+	{ "max_bytes", "16G", true, 16ULL << 30, NULL },
+	{ "max_bytes", "18446744073709551615", true, UINT64_MAX, NULL },
+	{ "max_bytes", "1.5G", false, 0, "bad size '1.5G' for max_bytes" },
+	{ "overflow", "reject", true, 1, NULL },
+	{ "overflow", "drop_head", true, 2, NULL },
+	{ "overflow", "Drop_Head", true, 2, NULL },
+	{ "overflow", "drop", false, 0,
+	  "bad value 'drop' for overflow (write reject or drop_head)" },
+	{ "overflow", "", false, 0, "bad value '' for overflow" },
+	{ "overflow", "1", false, 0, "bad value '1' for overflow" },
+	{ "message_ttl", "0", true, 0, NULL },
+	{ "message_ttl", "4294967295ms", true, 4294967295u, NULL },
+	{ "message_ttl", "1193h", true, 1193ULL * 3600000, NULL },
+	{ "message_ttl", "4294967296ms", false, 0,
+	  "bad duration '4294967296ms' for message_ttl (write 0ms to "
+	  "4294967295ms, about 49 days)" },
+	{ "message_ttl", "1194h", false, 0,
+	  "bad duration '1194h' for message_ttl (write 0ms to 4294967295ms" },
+	{ "message_ttl", "60", false, 0,
+	  "bad duration '60' for message_ttl (write 60s, 60000ms" },
+	{ "ack_timeout", "0", true, 0, NULL },
+	{ "ack_timeout", "100ms", true, 100, NULL },
+	{ "ack_timeout", "4294967295ms", true, 4294967295u, NULL },
+	{ "ack_timeout", "50000h", false, 0,
+	  "bad duration '50000h' for ack_timeout (write 0ms to 4294967295ms" },
+	{ "max_attempts", "0", true, 0, NULL },
+	{ "max_attempts", "65535", true, 65535, NULL },
+	{ "max_attempts", "70000", false, 0,
+	  "bad number '70000' for max_attempts (write a whole number from 0 "
+	  "to 65535)" },
+	{ "max_attempts", "65536", false, 0, "bad number '65536'" },
+	{ "max_attempts", "-1", false, 0, "bad number '-1'" },
+};
+
+static uint64_t queue_value(const struct mqd_queue_conf *q, const char *key)
+{
+	if (strcmp(key, "max_length") == 0)
+		return q->max_length;
+	if (strcmp(key, "max_bytes") == 0)
+		return q->max_bytes;
+	if (strcmp(key, "overflow") == 0)
+		return q->overflow;
+	if (strcmp(key, "message_ttl") == 0)
+		return q->message_ttl_ms;
+	if (strcmp(key, "ack_timeout") == 0)
+		return q->ack_timeout_ms;
+	ck_assert_str_eq(key, "max_attempts");
+	return q->max_attempts;
+}
+
+START_TEST(test_queue_values)
+{
+	static const char *const sections[] = { "defaults", "queue q" };
+	size_t i;
+
+	for (i = 0; i < ARRAY_LEN(sections); i++) {
+		const struct mqd_queue_conf *q;
+
+		if (!queue_values[_i].ok) {
+			load_key_err(sections[i], queue_values[_i].key,
+			             queue_values[_i].value,
+			             queue_values[_i].needle);
+			continue;
+		}
+		load_key(sections[i], queue_values[_i].key,
+		         queue_values[_i].value);
+		q = i == 0 ? &cfg.defaults.queue : &cfg.queues[0];
+		ck_assert_uint_eq(queue_value(q, queue_values[_i].key),
+		                  queue_values[_i].v);
+	}
+}
+END_TEST
+
+START_TEST(test_queue_dead_letter_values)
+{
+	load_key("queue a", "dead_letter", "b");
+	ck_assert_str_eq(cfg.queues[0].dead_letter, "b");
+	load_key("queue a", "dead_letter", "");
+	ck_assert_str_eq(cfg.queues[0].dead_letter, "");
+	load_key("defaults", "dead_letter", "dead.letters:1");
+	ck_assert_str_eq(cfg.defaults.queue.dead_letter, "dead.letters:1");
+	load_key_err("queue a", "dead_letter", "b c",
+	             "bad queue name 'b c' for dead_letter (write 1 to 255 "
+	             "characters of A-Z a-z 0-9 . _ - :, or nothing for none)");
+	load_key_err("defaults", "dead_letter", "a/b", "bad queue name 'a/b'");
+	load_key_err("queue a", "dead_letter", "a",
+	             "dead_letter may not name the queue itself ('a')");
+}
+END_TEST
+
+/* What a section leaves out comes from [defaults], before or after it. */
+START_TEST(test_queue_inherits_defaults)
+{
+	static const char *const texts[] = {
+		"[queue a]\nmax_length = 5\n[queue b]\nmax_attempts = 0\n"
+		"[defaults]\nmax_length = 10\nmax_bytes = 1M\n"
+		"overflow = drop_head\nmessage_ttl = 1m\nack_timeout = 0\n"
+		"max_attempts = 3\ndead_letter = dlq\n",
+		"[defaults]\nmax_length = 10\nmax_bytes = 1M\n"
+		"overflow = drop_head\nmessage_ttl = 1m\nack_timeout = 0\n"
+		"max_attempts = 3\ndead_letter = dlq\n"
+		"[queue a]\nmax_length = 5\n[queue b]\nmax_attempts = 0\n",
+		"[queue a]\nmax_length = 5\n"
+		"[defaults]\nmax_length = 10\nmax_bytes = 1M\n"
+		"overflow = drop_head\nmessage_ttl = 1m\nack_timeout = 0\n"
+		"max_attempts = 3\ndead_letter = dlq\n"
+		"[queue b]\nmax_attempts = 0\n",
+	};
+	const struct mqd_queue_conf *a, *b;
+
+	load_ok(texts[_i]);
+	ck_assert_uint_eq(cfg.nqueues, 2);
+	a = queue_named("a");
+	b = queue_named("b");
+	ck_assert_uint_eq(a->max_length, 5);      /* its own */
+	ck_assert_uint_eq(a->max_bytes, 1 << 20); /* the rest inherited */
+	ck_assert_uint_eq(a->overflow, 2);
+	ck_assert_uint_eq(a->message_ttl_ms, 60000);
+	ck_assert_uint_eq(a->ack_timeout_ms, 0);
+	ck_assert_uint_eq(a->max_attempts, 3);
+	ck_assert_str_eq(a->dead_letter, "dlq");
+	ck_assert_uint_eq(b->max_length, 10);
+	ck_assert_uint_eq(b->max_attempts, 0); /* given: 0, not the default */
+	ck_assert_str_eq(b->dead_letter, "dlq");
+	/* [defaults] keeps its own line; the queues theirs */
+	ck_assert_uint_ne(cfg.defaults.queue.line, 0);
+	ck_assert_uint_ne(a->line, b->line);
+}
+END_TEST
+
+/* Giving a key its default value still counts as giving it. */
+START_TEST(test_queue_given_default_value_wins)
+{
+	load_ok("[queue a]\nack_timeout = 30s\noverflow = reject\n"
+	        "dead_letter =\n"
+	        "[defaults]\nack_timeout = 1s\noverflow = drop_head\n"
+	        "dead_letter = a\n");
+	ck_assert_uint_eq(cfg.queues[0].ack_timeout_ms, 30000);
+	ck_assert_uint_eq(cfg.queues[0].overflow, 1);
+	ck_assert_str_eq(cfg.queues[0].dead_letter, "");
+}
+END_TEST
+
+static const struct {
+	const char *text;
+	int line;
+	const char *needle;
+} queue_bad[] = {
+	/* names */
+	{ "[server]\n[queue a b]\n", 2,
+	  "bad queue name 'a b' (write 1 to 255 characters of A-Z a-z 0-9 "
+	  ". _ - :)" },
+	{ "[queue jobs/1]\n", 1, "bad queue name 'jobs/1'" },
+	{ "[queue \xc3\xa9t\xc3\xa9]\n", 1, "bad queue name" },
+	{ "[queue *]\n", 1, "bad queue name '*'" },
+	{ "[queue]\n", 1, "section [queue] needs a name" },
+	{ "[queue ]\n", 1, "section [queue] needs a name" },
+	{ "[Queue a]\n", 1, "unknown section [Queue a]" },
+	/* repeated */
+	{ "[queue a]\n[queue b]\nmax_length = 1\n\n[queue a]\n", 5,
+	  "repeated section [queue a] (first at line 1)" },
+	{ "[queue a]\n[queue  a ]\n", 2, "repeated section [queue a]" },
+	{ "[queue a]\nmax_length = 1\nmax_length = 2\n", 3,
+	  "repeated key 'max_length' in [queue a] (first at line 2)" },
+	/* keys */
+	{ "[queue a]\nprefetch = 10\n", 2,
+	  "unknown key 'prefetch' in [queue a]" },
+	{ "[queue a]\nmax_memory = 1G\n", 2, "unknown key 'max_memory'" },
+	{ "[queue a]\nname = b\n", 2, "unknown key 'name'" },
+	{ "[server]\nmax_length = 1\n", 2,
+	  "unknown key 'max_length' in [server]" },
+	{ "[queue a]\n\noverflow = block\n", 3,
+	  "bad value 'block' for overflow" },
+	{ "[queue a]\nmessage_ttl = 1200h\n", 2,
+	  "bad duration '1200h' for message_ttl" },
+	{ "[defaults]\nack_timeout = 2000h\n", 2,
+	  "bad duration '2000h' for ack_timeout" },
+	{ "[queue a]\nmax_attempts = 70000\n", 2,
+	  "bad number '70000' for max_attempts" },
+	{ "[defaults]\nmax_attempts = 70000\n", 2,
+	  "bad number '70000' for max_attempts" },
+	/* dead-lettering to itself, at the key */
+	{ "[queue a]\nmax_length = 1\ndead_letter = a\n", 3,
+	  "dead_letter may not name the queue itself ('a')" },
+	{ "[queue a]\ndead_letter = A\n[queue A]\ndead_letter = a\n", 3,
+	  "dead-letter chain loops: A -> a -> A" },
+	/* loops, found after the whole file, at the section closing them */
+	{ "[queue a]\ndead_letter = b\n\n[queue b]\ndead_letter = a\n", 4,
+	  "dead-letter chain loops: b -> a -> b" },
+	{ "[queue b]\ndead_letter = a\n[queue a]\ndead_letter = b\n", 3,
+	  "dead-letter chain loops: a -> b -> a" },
+	{ "[queue a]\ndead_letter = b\n[queue b]\ndead_letter = c\n"
+	  "[queue c]\ndead_letter = a\n", 5,
+	  "dead-letter chain loops: c -> a -> b -> c" },
+	{ "[queue c]\ndead_letter = a\n[queue b]\ndead_letter = c\n"
+	  "[queue a]\ndead_letter = b\n", 5,
+	  "dead-letter chain loops: a -> b -> c -> a" },
+	/* a tail leading into the loop is not part of it */
+	{ "[queue x]\ndead_letter = a\n[queue a]\ndead_letter = b\n"
+	  "[queue b]\ndead_letter = a\n[queue y]\ndead_letter = x\n", 5,
+	  "dead-letter chain loops: b -> a -> b" },
+	/* of two loops, the one closed first in the file */
+	{ "[queue p]\ndead_letter = q\n[queue a]\ndead_letter = b\n"
+	  "[queue b]\ndead_letter = a\n[queue q]\ndead_letter = p\n", 5,
+	  "dead-letter chain loops: b -> a -> b" },
+	/* through [defaults], wherever it stands */
+	{ "[defaults]\ndead_letter = dlq\n[queue jobs]\n[queue dlq]\n", 4,
+	  "dead-letter chain loops: dlq -> dlq ([queue dlq] takes its "
+	  "dead_letter from [defaults])" },
+	{ "[queue dlq]\nmax_length = 9\n[defaults]\ndead_letter = dlq\n", 1,
+	  "dead-letter chain loops: dlq -> dlq" },
+	{ "[queue a]\ndead_letter = b\n[queue b]\n[defaults]\n"
+	  "dead_letter = a\n", 3,
+	  "dead-letter chain loops: b -> a -> b ([queue b] takes its "
+	  "dead_letter from [defaults])" },
+	{ "[queue a]\n[queue b]\ndead_letter = c\n[queue c]\n[defaults]\n"
+	  "dead_letter = b\n", 4,
+	  "dead-letter chain loops: c -> b -> c ([queue c] takes" },
+	/* the loop check comes after every other error */
+	{ "[queue a]\ndead_letter = b\n[queue b]\ndead_letter = a\n"
+	  "[queue c]\nbogus = 1\n", 6, "unknown key 'bogus'" },
+};
+
+START_TEST(test_queue_bad)
+{
+	load_err(queue_bad[_i].text, queue_bad[_i].line, queue_bad[_i].needle);
+}
+END_TEST
+
+/* Chains that end are fine, whether or not their end is configured. */
+START_TEST(test_queue_chains_that_end)
+{
+	load_ok("[queue a]\ndead_letter = b\n[queue b]\ndead_letter = c\n"
+	        "[queue c]\n[queue d]\ndead_letter = b\n"
+	        "[queue e]\ndead_letter = elsewhere\n");
+	ck_assert_uint_eq(cfg.nqueues, 5);
+	/* [defaults] naming a queue that is not configured: no loop here */
+	load_ok("[defaults]\ndead_letter = dlq\n[queue jobs]\n");
+	ck_assert_str_eq(cfg.queues[0].dead_letter, "dlq");
+	/* the dead-letter queue opting out of [defaults] */
+	load_ok("[defaults]\ndead_letter = dlq\n[queue jobs]\n"
+	        "[queue dlq]\ndead_letter =\n");
+	ck_assert_str_eq(queue_named("jobs")->dead_letter, "dlq");
+	ck_assert_str_eq(queue_named("dlq")->dead_letter, "");
+	/* or sending on to another */
+	load_ok("[defaults]\ndead_letter = dlq\n[queue dlq]\n"
+	        "dead_letter = dlq2\n[queue dlq2]\ndead_letter =\n");
+	ck_assert_uint_eq(cfg.nqueues, 2);
+}
+END_TEST
+
+/* Many queues: the name index grows, and still finds repeats and loops. */
+START_TEST(test_queue_many)
+{
+	enum { N = 3000 };
+	size_t cap = (size_t)N * 64 + 256, n = 0, i;
+	char *text = malloc(cap);
+
+	ck_assert_ptr_ne(text, NULL);
+	for (i = 0; i < N; i++)
+		n += (size_t)snprintf(text + n, cap - n, "[queue q%zu]\n"
+		                      "dead_letter = q%zu\n", i, i + 1);
+	load_ok(text); /* q2999 -> q3000, not configured */
+	ck_assert_uint_eq(cfg.nqueues, N);
+	for (i = 0; i < N; i++) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "q%zu", i);
+		ck_assert_str_eq(cfg.queues[i].name, name);
+		ck_assert_uint_eq(cfg.queues[i].line, 2 * i + 1);
+	}
+	/* close the loop at the far end: q3000 -> q0 */
+	snprintf(text + n, cap - n, "[queue q%d]\ndead_letter = q0\n", N);
+	load_err(text, 2 * N + 1, "dead-letter chain loops: q3000 -> q0 -> q1");
+	/* and repeat the first name at the end */
+	snprintf(text + n, cap - n, "[queue q0]\n");
+	load_err(text, 2 * N + 1, "repeated section [queue q0] (first at "
+	         "line 1)");
+	free(text);
+}
+END_TEST
+
+/* ------------------------------------------------------------ paths */
+
+/* Relative log_file, pidfile and control_socket in a string: against the
+ * current directory; absolute ones, "" and syslog as they are. */
+START_TEST(test_relative_paths_string)
+{
+	char want[PATH_MAX + 64];
+
+	make_tmpdir();
+	ck_assert_int_eq(chdir(tmpdir), 0);
+	load_ok("[server]\nlog_file = logs/mqd.log\npidfile = ./mqd.pid\n"
+	        "control_socket = run//mqd.sock\n");
+	cwd_join(want, sizeof(want), "logs/mqd.log");
+	ck_assert_str_eq(cfg.log_file, want);
+	cwd_join(want, sizeof(want), "mqd.pid");
+	ck_assert_str_eq(cfg.pidfile, want);
+	cwd_join(want, sizeof(want), "run/mqd.sock");
+	ck_assert_str_eq(cfg.control_socket, want);
+	/* ".." is kept: the directory before it may be a symbolic link */
+	load_key("server", "log_file", "../x/./y/../z.log");
+	cwd_join(want, sizeof(want), "../x/y/../z.log");
+	ck_assert_str_eq(cfg.log_file, want);
+	load_key("server", "log_file", "syslog");
+	ck_assert_str_eq(cfg.log_file, "syslog");
+	load_key("server", "log_file", "./syslog");
+	cwd_join(want, sizeof(want), "syslog");
+	ck_assert_str_eq(cfg.log_file, want);
+	load_key("server", "pidfile", "syslog"); /* only log_file's word */
+	ck_assert_str_eq(cfg.pidfile, want);
+	load_key("server", "log_file", "");
+	ck_assert_str_eq(cfg.log_file, "");
+	load_key("server", "pidfile", "/run/a//b.pid");
+	ck_assert_str_eq(cfg.pidfile, "/run/a//b.pid"); /* absolute: as is */
+	/* the default is absolute */
+	load_ok("");
+	ck_assert_str_eq(cfg.control_socket, "/run/mqd/mqd.sock");
+	ck_assert_int_eq(chdir("/"), 0);
+	load_key("server", "control_socket", "s.sock");
+	ck_assert_str_eq(cfg.control_socket, "/s.sock");
+	rmdir(tmpdir);
+}
+END_TEST
+
+/* In a file: against the file's directory, however the file was named,
+ * and wherever we are. */
+START_TEST(test_relative_paths_file)
+{
+	static const char text[] = "[server]\nlog_file = mqd.log\n"
+	                           "pidfile = run/mqd.pid\n"
+	                           "control_socket = ./mqd.sock\n";
+	char sub[300], path[400], want[PATH_MAX + 64], real[PATH_MAX];
+
+	make_tmpdir();
+	snprintf(sub, sizeof(sub), "%s/etc", tmpdir);
+	ck_assert_int_eq(mkdir(sub, 0700), 0);
+	snprintf(path, sizeof(path), "%s/mqd.conf", sub);
+	write_file(path, text, sizeof(text) - 1);
+	ck_assert_int_eq(chdir("/"), 0);
+
+	/* by its absolute path */
+	ck_assert_int_eq(mqd_config_load(&cfg, path, err, sizeof(err)), 0);
+	snprintf(want, sizeof(want), "%s/mqd.log", sub);
+	ck_assert_str_eq(cfg.log_file, want);
+	snprintf(want, sizeof(want), "%s/run/mqd.pid", sub);
+	ck_assert_str_eq(cfg.pidfile, want);
+	snprintf(want, sizeof(want), "%s/mqd.sock", sub);
+	ck_assert_str_eq(cfg.control_socket, want);
+	ck_assert_str_eq(cfg.path, path); /* as given */
+
+	/* by a relative path, from its parent: still absolute */
+	ck_assert_int_eq(chdir(tmpdir), 0);
+	ck_assert_ptr_ne(getcwd(real, sizeof(real)), NULL);
+	ck_assert_int_eq(mqd_config_load(&cfg, "./etc/mqd.conf", err,
+	                                 sizeof(err)), 0);
+	snprintf(want, sizeof(want), "%s/etc/mqd.sock", real);
+	ck_assert_str_eq(cfg.control_socket, want);
+	ck_assert_str_eq(cfg.path, "./etc/mqd.conf");
+
+	/* by its bare name, from its own directory */
+	ck_assert_int_eq(chdir("etc"), 0);
+	ck_assert_int_eq(mqd_config_load(&cfg, "mqd.conf", err, sizeof(err)),
+	                 0);
+	ck_assert_str_eq(cfg.control_socket, want);
+	snprintf(want, sizeof(want), "%s/etc/mqd.log", real);
+	ck_assert_str_eq(cfg.log_file, want);
+
+	/* through "..", kept as written */
+	ck_assert_int_eq(chdir("/"), 0);
+	snprintf(path, sizeof(path), "%s/etc/../etc/mqd.conf", tmpdir);
+	ck_assert_int_eq(mqd_config_load(&cfg, path, err, sizeof(err)), 0);
+	snprintf(want, sizeof(want), "%s/etc/../etc/mqd.sock", tmpdir);
+	ck_assert_str_eq(cfg.control_socket, want);
+
+	snprintf(path, sizeof(path), "%s/mqd.conf", sub);
+	unlink(path);
+	rmdir(sub);
+	rmdir(tmpdir);
+}
+END_TEST
+
+/* control_socket must fit sun_path once made absolute, at its line. */
+START_TEST(test_relative_control_socket_too_long)
+{
+	char dir[PATH_MAX], name[200], text[600], want[PATH_MAX + 256];
+	size_t len;
+
+	make_tmpdir();
+	ck_assert_int_eq(chdir(tmpdir), 0);
+	ck_assert_ptr_ne(getcwd(dir, sizeof(dir)), NULL);
+	len = strlen(dir);
+	ck_assert_uint_lt(len, 100); /* room for the test */
+	/* exactly 107 bytes: dir + "/" + name */
+	memset(name, 'n', sizeof(name));
+	name[106 - len] = '\0';
+	load_key("server", "control_socket", name);
+	ck_assert_uint_eq(strlen(cfg.control_socket), 107);
+	snprintf(want, sizeof(want), "%s/%s", dir, name);
+	ck_assert_str_eq(cfg.control_socket, want);
+	/* one more */
+	strcat(name, "n");
+	snprintf(text, sizeof(text), "[server]\nworkers = 1\n\n"
+	         "control_socket = %s\n", name);
+	load_err(text, 4, "control_socket is too long once made absolute "
+	         "(108 bytes; at most 107): /");
+	/* a short relative name from a deep directory */
+	snprintf(text, sizeof(text), "%s/%s", tmpdir, name);
+	ck_assert_int_eq(mkdir(text, 0700), 0);
+	ck_assert_int_eq(chdir(text), 0);
+	load_err("[server]\ncontrol_socket = s\n", 2,
+	         "control_socket is too long once made absolute");
+	ck_assert_int_eq(chdir("/"), 0);
+	rmdir(text);
+	rmdir(tmpdir);
+}
+END_TEST
+
+/* log_file and pidfile have room for 4095 bytes, made absolute; from a
+ * directory too deep for getcwd, a relative path is an error at its line. */
+START_TEST(test_relative_path_too_long)
+{
+	char comp[251], cwd[PATH_MAX], val[101];
+	int depth = 0, i;
+
+	memset(comp, 'd', 250);
+	comp[250] = '\0';
+	memset(val, 'f', 100);
+	val[100] = '\0';
+	make_tmpdir();
+	ck_assert_int_eq(chdir(tmpdir), 0);
+	while (getcwd(cwd, sizeof(cwd)) != NULL && strlen(cwd) < 3900) {
+		ck_assert_int_eq(mkdir(comp, 0700), 0);
+		ck_assert_int_eq(chdir(comp), 0);
+		depth++;
+	}
+	load_key_err("server", "log_file", val, "log_file is too long once "
+	             "made absolute (");
+	ck_assert_msg(strstr(err, "; at most 4095): ") != NULL, "%s", err);
+	load_key("server", "pidfile", "p");
+	ck_assert_uint_eq(strlen(cfg.pidfile), strlen(cwd) + 2);
+	/* deeper than PATH_MAX */
+	for (i = 0; i < 2; i++) {
+		ck_assert_int_eq(mkdir(comp, 0700), 0);
+		ck_assert_int_eq(chdir(comp), 0);
+		depth++;
+	}
+	load_err("[server]\npidfile = /abs.pid\n\nlog_file = x.log\n", 4,
+	         "cannot find the current directory for a relative path");
+	load_key("server", "control_socket", "/abs.sock");
+	for (; depth > 0; depth--) {
+		ck_assert_int_eq(chdir(".."), 0);
+		ck_assert_int_eq(rmdir(comp), 0);
+	}
+	ck_assert_int_eq(chdir("/"), 0);
+	rmdir(tmpdir);
 }
 END_TEST
 
@@ -613,8 +1244,9 @@ static const struct {
 	  "unknown key 'idle_timeout_ms'" },
 	/* unknown sections, with keys, without, at the end of the file */
 	{ "[server]\n[bogus]\nx = 1\n", 2, "unknown section [bogus]" },
-	{ "[server]\nworkers = 2\n[queue jobs]\n", 3,
-	  "unknown section [queue jobs]" },
+	{ "[server]\nworkers = 2\n[topic jobs]\n", 3,
+	  "unknown section [topic jobs]" },
+	{ "[server]\n[defaults jobs]\n", 2, "unknown section [defaults jobs]" },
 	{ "[tls]\n", 1, "unknown section [tls]" },
 	{ "# users\n[users]", 2, "unknown section [users]" },
 	{ "[Server]\n", 1, "unknown section [Server]" },
@@ -667,14 +1299,55 @@ END_TEST
 
 START_TEST(test_error_keeps_old_config)
 {
+	static const char *const bad[] = {
+		"[server]\nworkers = 3\nlisten = c:3\nbogus = 1\n",
+		/* errors after queues were made: the loader frees them */
+		"[queue x]\n[queue y]\nmax_length = 1\n[queue x]\n",
+		"[queue x]\ndead_letter = y\n[queue y]\ndead_letter = x\n",
+		"[server]\ncontrol_socket = s.sock\n[queue x]\n[queue !]\n",
+	};
 	struct mqd_config saved;
+	size_t i;
 
-	load_ok("[server]\nworkers = 9\nlisten = a:1, b:2\n");
+	load_ok("[server]\nworkers = 9\nlisten = a:1, b:2\n"
+	        "[queue keep]\nmax_length = 4\n");
 	memcpy(&saved, &cfg, sizeof(cfg));
-	ck_assert_int_eq(mqd_config_load_string(&cfg, "[server]\nworkers = 3\n"
-	                                        "listen = c:3\nbogus = 1\n",
-	                                        NAME, err, sizeof(err)), -1);
-	ck_assert(memcmp(&saved, &cfg, sizeof(cfg)) == 0);
+	for (i = 0; i < ARRAY_LEN(bad); i++) {
+		ck_assert_int_eq(mqd_config_load_string(&cfg, bad[i], NAME, err,
+		                                        sizeof(err)), -1);
+		ck_assert(memcmp(&saved, &cfg, sizeof(cfg)) == 0);
+	}
+	/* The queues array is still the caller's, and whole. */
+	ck_assert_uint_eq(cfg.nqueues, 1);
+	ck_assert_str_eq(cfg.queues[0].name, "keep");
+	ck_assert_uint_eq(cfg.queues[0].max_length, 4);
+}
+END_TEST
+
+/* A loaded config owns its queues until mqd_config_free, which may be
+ * called again, and after which the struct can be loaded anew. */
+START_TEST(test_config_free)
+{
+	struct mqd_config c;
+
+	mqd_config_defaults(&c);
+	mqd_config_free(&c); /* nothing to free */
+	ck_assert_int_eq(mqd_config_load_string(&c, "[queue a]\n[queue b]\n",
+	                                        NAME, err, sizeof(err)), 0);
+	ck_assert_uint_eq(c.nqueues, 2);
+	ck_assert_ptr_ne(c.queues, NULL);
+	mqd_config_free(&c);
+	ck_assert_uint_eq(c.nqueues, 0);
+	ck_assert_ptr_eq(c.queues, NULL);
+	mqd_config_free(&c);
+	ck_assert_int_eq(mqd_config_load_string(&c, "[queue c]\n", NAME, err,
+	                                        sizeof(err)), 0);
+	ck_assert_str_eq(c.queues[0].name, "c");
+	mqd_config_free(&c);
+	/* No queues: nothing allocated. */
+	ck_assert_int_eq(mqd_config_load_string(&c, "[defaults]\n", NAME, err,
+	                                        sizeof(err)), 0);
+	ck_assert_ptr_eq(c.queues, NULL);
 }
 END_TEST
 
@@ -860,7 +1533,8 @@ END_TEST
 
 /* ------------------------------------------------------------ docs */
 
-/* Is there a line "key = ..." or "#key = ..." under [section]? */
+/* Is there a line "key = ..." or "#key = ..." under [section], or under
+ * [section NAME] or "#[section NAME]" (an example) for a named section? */
 static bool conf_documents(const char *text, const char *section,
                            const char *key)
 {
@@ -873,12 +1547,16 @@ static bool conf_documents(const char *text, const char *section,
 
 		if (end == NULL)
 			end = line + strlen(line);
-		if (*s == '[') {
+		if (s[0] == '[' || (s[0] == '#' && s[1] == '[')) {
+			const char *lb = strchr(s, '[');
 			const char *rb = memchr(s, ']', (size_t)(end - s));
+			size_t n;
 
-			if (rb != NULL)
-				snprintf(cur, sizeof(cur), "%.*s",
-				         (int)(rb - s - 1), s + 1);
+			if (rb != NULL) {
+				n = strcspn(lb + 1, " ]");
+				snprintf(cur, sizeof(cur), "%.*s", (int)n,
+				         lb + 1);
+			}
 		} else if (strcmp(cur, section) == 0) {
 			if (*s == '#')
 				s++;
@@ -895,19 +1573,28 @@ static bool conf_documents(const char *text, const char *section,
 	return false;
 }
 
-/* Is there a ".B key" line between ".SS [section]" and the next heading? */
+/* Is there a ".B key" line between ".SS [section]" (or ".SS [section NAME]")
+ * and the next heading? */
 static bool man_documents(const char *text, const char *section,
                           const char *key)
 {
 	char head[80], item[80];
 	const char *start, *end, *hit, *ss, *sh;
 
-	snprintf(head, sizeof(head), "\n.SS [%s]\n", section);
+	snprintf(head, sizeof(head), "\n.SS [%s", section);
 	snprintf(item, sizeof(item), "\n.B %s\n", key);
-	start = strstr(text, head);
+	for (start = strstr(text, head); start != NULL;
+	     start = strstr(start + 1, head)) {
+		char c = start[strlen(head)];
+
+		if (c == ']' || c == ' ')
+			break;
+	}
 	if (start == NULL)
 		return false;
-	start += strlen(head) - 1;
+	start = strchr(start + 1, '\n');
+	if (start == NULL)
+		return false;
 	ss = strstr(start, "\n.SS ");
 	sh = strstr(start, "\n.SH ");
 	end = ss == NULL ? sh : sh == NULL ? ss : ss < sh ? ss : sh;
@@ -949,18 +1636,29 @@ START_TEST(test_sample_conf_loads)
 {
 	char *path = srcpath("conf/mqd.conf");
 
+	size_t n;
+
 	ck_assert_msg(mqd_config_load(&cfg, path, err, sizeof(err)) == 0,
 	              "%s", err);
 	/* What quickstart needs; everything else is left at its default. */
 	ck_assert_uint_eq(cfg.nlisten, 1);
 	ck_assert_str_eq(cfg.listen[0].host, "127.0.0.1");
 	ck_assert_uint_eq(cfg.listen[0].port, 7400);
+	/* The control socket is next to the file, as an absolute path, so a
+	 * user can run it without root. */
+	n = strlen(cfg.control_socket);
+	ck_assert_int_eq(cfg.control_socket[0], '/');
+	ck_assert_msg(n > 14 && strcmp(cfg.control_socket + n - 14,
+	                               "/conf/mqd.sock") == 0,
+	              "%s", cfg.control_socket);
+	ck_assert_uint_eq(cfg.nqueues, 0); /* the example is commented out */
 	free(path);
 }
 END_TEST
 
 /* Uncommenting every "#key = value" line must give the defaults: the
- * values the sample shows are the ones the table has. */
+ * values the sample shows are the ones the table has.  The example
+ * "#[queue NAME]" comes to life too: it must load, and give one queue. */
 START_TEST(test_sample_conf_shows_defaults)
 {
 	char *path = srcpath("conf/mqd.conf");
@@ -981,11 +1679,23 @@ START_TEST(test_sample_conf_shows_defaults)
 			uncommented++;
 			continue;
 		}
+		if (bol && s[0] == '#' && s[1] == '[') {
+			s++;
+			continue;
+		}
 		*o++ = *s++;
 	}
 	*o = '\0';
 	ck_assert_uint_ge(uncommented, 5);
 	load_ok(out);
+	/* The sample sets control_socket on purpose (quickstart). */
+	ck_assert_msg(strstr(cfg.control_socket, "/mqd.sock") != NULL, "%s",
+	              cfg.control_socket);
+	strcpy(cfg.control_socket, "/run/mqd/mqd.sock");
+	ck_assert_uint_eq(cfg.nqueues, 1);
+	ck_assert_str_eq(cfg.queues[0].name, "jobs");
+	ck_assert_str_ne(cfg.queues[0].dead_letter, "");
+	free_cfg();
 	assert_defaults(&cfg);
 	free(out);
 	free(text);
@@ -1151,6 +1861,7 @@ static Suite *config_suite(void)
 	TCase *tc;
 
 	tc = tcase_create("keys");
+	tcase_add_checked_fixture(tc, NULL, free_cfg);
 	tcase_add_test(tc, test_defaults);
 	tcase_add_test(tc, test_empty_file_gives_defaults);
 	tcase_add_test(tc, test_each_load_starts_from_defaults);
@@ -1159,9 +1870,32 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_config_keys);
 	tcase_add_test(tc, test_strings);
 	tcase_add_test(tc, test_log_level_key);
+	tcase_add_test(tc, test_max_memory);
+	tcase_add_test(tc, test_config_free);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("queues");
+	tcase_add_checked_fixture(tc, NULL, free_cfg);
+	tcase_add_test(tc, test_queue_sections);
+	tcase_add_loop_test(tc, test_queue_values, 0, ARRAY_LEN(queue_values));
+	tcase_add_test(tc, test_queue_dead_letter_values);
+	tcase_add_loop_test(tc, test_queue_inherits_defaults, 0, 3);
+	tcase_add_test(tc, test_queue_given_default_value_wins);
+	tcase_add_loop_test(tc, test_queue_bad, 0, ARRAY_LEN(queue_bad));
+	tcase_add_test(tc, test_queue_chains_that_end);
+	tcase_add_test(tc, test_queue_many);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("paths");
+	tcase_add_checked_fixture(tc, NULL, free_cfg);
+	tcase_add_test(tc, test_relative_paths_string);
+	tcase_add_test(tc, test_relative_paths_file);
+	tcase_add_test(tc, test_relative_control_socket_too_long);
+	tcase_add_test(tc, test_relative_path_too_long);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("values");
+	tcase_add_checked_fixture(tc, NULL, free_cfg);
 	tcase_add_loop_test(tc, test_listen_good, 0, ARRAY_LEN(listen_good));
 	tcase_add_loop_test(tc, test_listen_bad, 0, ARRAY_LEN(listen_bad));
 	tcase_add_test(tc, test_listen_max);
@@ -1177,6 +1911,7 @@ static Suite *config_suite(void)
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("syntax");
+	tcase_add_checked_fixture(tc, NULL, free_cfg);
 	tcase_add_test(tc, test_syntax_accepted);
 	tcase_add_loop_test(tc, test_syntax_bad, 0, ARRAY_LEN(syntax_bad));
 	tcase_add_test(tc, test_error_keeps_old_config);
@@ -1184,6 +1919,7 @@ static Suite *config_suite(void)
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("files");
+	tcase_add_checked_fixture(tc, NULL, free_cfg);
 	tcase_add_test(tc, test_file_cannot_open);
 	tcase_add_test(tc, test_file_is_directory);
 	tcase_add_test(tc, test_file_load);
@@ -1191,6 +1927,7 @@ static Suite *config_suite(void)
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("helpers");
+	tcase_add_checked_fixture(tc, NULL, free_cfg);
 	tcase_add_test(tc, test_parse_size_direct);
 	tcase_add_test(tc, test_parse_duration_direct);
 	tcase_add_test(tc, test_parse_bool_direct);
@@ -1199,12 +1936,14 @@ static Suite *config_suite(void)
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("docs");
+	tcase_add_checked_fixture(tc, NULL, free_cfg);
 	tcase_add_test(tc, test_docs_cover_every_key);
 	tcase_add_test(tc, test_sample_conf_loads);
 	tcase_add_test(tc, test_sample_conf_shows_defaults);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("log");
+	tcase_add_checked_fixture(tc, NULL, free_cfg);
 	tcase_add_test(tc, test_log_file_format_and_levels);
 	tcase_add_test(tc, test_log_long_line);
 	tcase_add_test(tc, test_log_reopen);
