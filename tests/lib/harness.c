@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -312,8 +313,9 @@ static int write_conf(const struct mqt_server *s, const char *extra,
 	         "listen = 127.0.0.1:0\n"
 	         "log_file = %s\n"
 	         "log_level = debug\n"
-	         "workers = 4\n",
-	         s->log_path);
+	         "workers = 4\n"
+	         "control_socket = %s\n",
+	         s->log_path, s->ctl_path);
 	int rc = write_all_fd(fd, head, strlen(head));
 	if (rc == 0 && extra) {
 		rc = write_all_fd(fd, extra, strlen(extra));
@@ -401,6 +403,12 @@ int mqt_server_start_conf(struct mqt_server *s, const char *extra,
 		return -1;
 	}
 	snprintf(s->conf_path, sizeof s->conf_path, "%s/mqd.conf", s->dir);
+	if ((size_t)snprintf(s->ctl_path, sizeof s->ctl_path, "%s/ctl.sock",
+	                     s->dir) >= sizeof s->ctl_path) {
+		fprintf(stderr, "harness: temp dir too long for a socket path\n");
+		remove_dir(s->dir);
+		return -1;
+	}
 	snprintf(s->log_path, sizeof s->log_path, "%s/mqd.log", s->dir);
 	snprintf(s->stderr_path, sizeof s->stderr_path, "%s/stderr.log",
 	         s->dir);
@@ -1260,4 +1268,42 @@ int mqt_run_cli(const struct mqt_server *s, char *const argv[], char *out,
 	if (WIFSIGNALED(st))
 		return 128 + WTERMSIG(st);
 	return -1;
+}
+
+/* ---- the control socket ------------------------------------------------- */
+
+int mqt_control(const struct mqt_server *s, const char *cmd, char *out,
+                size_t cap)
+{
+	struct sockaddr_un sa;
+	struct timeval tv = {10, 0};
+	size_t len = 0;
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0 || cap == 0)
+		return -1;
+	memset(&sa, 0, sizeof sa);
+	sa.sun_family = AF_UNIX;
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", s->ctl_path);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
+	    write_all_fd(fd, cmd, strlen(cmd)) < 0 ||
+	    write_all_fd(fd, "\n", 1) < 0) {
+		close(fd);
+		return -1;
+	}
+	/* One reply line. */
+	while (len + 1 < cap) {
+		ssize_t r = read(fd, out + len, cap - 1 - len);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		len += (size_t)r;
+		if (memchr(out + len - (size_t)r, '\n', (size_t)r))
+			break;
+	}
+	out[len] = '\0';
+	close(fd);
+	return len > 0 && out[len - 1] == '\n' ? 0 : -1;
 }

@@ -34,6 +34,7 @@ struct mqt_server {
 	char stderr_path[MQT_PATH_MAX];
 	uint16_t port;
 	char addr[64];      /* "127.0.0.1:PORT" */
+	char ctl_path[108]; /* <dir>/ctl.sock: the control socket */
 };
 
 /*
@@ -224,6 +225,14 @@ const char *mqt_frame_str(const struct mqt_frame *f);
  * status, 128 + signal, or -1; gives up (kills it) after 20 s.
  */
 int mqt_run_cli(const struct mqt_server *s, char *const argv[], char *out,
+                size_t cap);
+
+/* ---- the control socket ------------------------------------------------- */
+
+/* Send one command line to the broker's control socket and read one reply
+ * line (a JSON object) into out.  0, or -1 on a socket error or no whole
+ * line within 10 s. */
+int mqt_control(const struct mqt_server *s, const char *cmd, char *out,
                 size_t cap);
 
 #endif
