@@ -153,6 +153,7 @@ int main(int argc, char **argv)
 	}
 	if (check) {
 		printf("mqd: %s: configuration ok\n", path);
+		mqd_config_free(&cfg);
 		return 0;
 	}
 	/* A client that vanishes must not kill the broker. */
@@ -162,6 +163,7 @@ int main(int argc, char **argv)
 
 	if (daemon && daemonize(&ready_fd) < 0) {
 		fprintf(stderr, "mqd: cannot daemonize: %s\n", strerror(errno));
+		mqd_config_free(&cfg);
 		return 1;
 	}
 	/* A daemon without a log file logs to syslog: stderr is gone. */
@@ -171,6 +173,7 @@ int main(int argc, char **argv)
 	if (mqd_log_open(target, cfg.log_level) < 0) {
 		fprintf(stderr, "mqd: log file %s: %s\n", target, strerror(errno));
 		tell_parent(&ready_fd, 'F');
+		mqd_config_free(&cfg);
 		return 1;
 	}
 	if (daemon) {
@@ -181,6 +184,7 @@ int main(int argc, char **argv)
 				close(null);
 		}
 	}
+	/* The server owns the config from here on, and frees it. */
 	rc = mqd_server_init(&srv, &cfg);
 	if (rc == 0 && daemon && write_pidfile(cfg.pidfile) < 0)
 		rc = -1;

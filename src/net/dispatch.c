@@ -2,6 +2,7 @@
 #include "config.h"
 #endif
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -167,11 +168,6 @@ static void on_send(struct mqd_conn *c, const struct mqd_frame *f,
 	const struct mqd_send *s = &p->send;
 	struct mqd_req *r;
 
-	if (s->delay_ms != 0) {
-		reply_error(c, f, MQD_ERR_BAD_ARGUMENT,
-		            "delay_ms is not supported by this server yet");
-		return;
-	}
 	r = mqd_req_new(c, f, 0);
 	if (r == NULL) {
 		mqd_conn_fatal(c, 0, MQD_ERR_INTERNAL, "out of memory");
@@ -180,7 +176,13 @@ static void on_send(struct mqd_conn *c, const struct mqd_frame *f,
 	r->msg = mqd_msg_new(s->headers.p, s->headers.len, s->nheaders,
 	                     s->body.p, s->body.len);
 	if (r->msg == NULL) {
-		mqd_conn_req_error(r, MQD_ERR_MEMORY_LIMIT, "out of memory");
+		/* Refused before anything is stored anywhere. */
+		if (errno == ENOBUFS)
+			mqd_conn_req_error(r, MQD_ERR_MEMORY_LIMIT,
+			                   "server memory limit (max_memory) "
+			                   "reached");
+		else
+			mqd_conn_req_error(r, MQD_ERR_INTERNAL, "out of memory");
 		return;
 	}
 	r->msg->priority = s->priority;
@@ -254,11 +256,6 @@ static void on_settle(struct mqd_conn *c, const struct mqd_frame *f,
 	unsigned owners = 0, only = 0;
 	struct mqd_req *r;
 
-	if (f->op == MQD_OP_NACK && a->requeue && a->delay_ms) {
-		reply_error(c, f, MQD_ERR_BAD_ARGUMENT,
-		            "NACK delay_ms is not supported by this server yet");
-		return;
-	}
 	for (uint16_t i = 0; i < a->count; i++) {
 		unsigned o = mqd_id_owner(mqd_load64(a->ids + 8u * i));
 		if (o < nw && per[o]++ == 0) {

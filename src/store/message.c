@@ -2,10 +2,32 @@
 #include "config.h"
 #endif
 
+#include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "store/message.h"
+
+/* One counter for the process: the limit is on the broker's memory, not on
+ * any one worker's, and an atomic add per message is no lock. */
+static atomic_uint_least64_t mem_used;
+static atomic_uint_least64_t mem_limit;
+
+void mqd_msg_set_limit(uint64_t bytes)
+{
+	atomic_store(&mem_limit, bytes);
+}
+
+uint64_t mqd_msg_mem_used(void)
+{
+	return atomic_load(&mem_used);
+}
+
+static size_t footprint(const struct mqd_msg *m)
+{
+	return sizeof *m + m->headers_len + m->body_len;
+}
 
 static const uint8_t no_headers[2] = {0, 0};
 
@@ -20,12 +42,27 @@ struct mqd_msg *mqd_msg_new(const void *headers, size_t headers_len,
 		headers_len = 2;
 		nheaders = 0;
 	}
-	if (headers_len > UINT32_MAX || body_len > UINT32_MAX)
+	if (headers_len > UINT32_MAX || body_len > UINT32_MAX) {
+		errno = ENOMEM;
 		return NULL;
-	m = malloc(sizeof *m + headers_len + body_len);
-	if (m == NULL)
+	}
+	size_t size = sizeof *m + headers_len + body_len;
+	uint64_t limit = atomic_load(&mem_limit);
+	/* Reserve first, so two workers cannot both take the last room. */
+	uint64_t before = atomic_fetch_add(&mem_used, size);
+	if (limit && before + size > limit) {
+		atomic_fetch_sub(&mem_used, size);
+		errno = ENOBUFS;
 		return NULL;
+	}
+	m = malloc(size);
+	if (m == NULL) {
+		atomic_fetch_sub(&mem_used, size);
+		errno = ENOMEM;
+		return NULL;
+	}
 	memset(m, 0, sizeof *m);
+	m->heap_idx = MQD_NO_HEAP;
 	m->nheaders = nheaders;
 	m->headers_len = (uint32_t)headers_len;
 	m->body_len = (uint32_t)body_len;
@@ -37,5 +74,8 @@ struct mqd_msg *mqd_msg_new(const void *headers, size_t headers_len,
 
 void mqd_msg_free(struct mqd_msg *m)
 {
+	if (m == NULL)
+		return;
+	atomic_fetch_sub(&mem_used, footprint(m));
 	free(m);
 }

@@ -11,6 +11,7 @@
 #include "config.h"
 #endif
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,7 +20,9 @@
 #include "core/log.h"
 #include "net/conn.h"
 #include "server.h"
+#include "store/dlgraph.h"
 #include "store/ops.h"
+#include "store/policy.h"
 #include "store/queue.h"
 #include "worker/worker.h"
 
@@ -43,11 +46,23 @@ static void ok_empty(struct mqd_worker *w, struct mqd_req *r)
 
 /* ---- queues ---------------------------------------------------------- */
 
-static void default_settings(struct mqd_qsettings *s)
+/* Settings from a config block ([defaults] or [queue NAME]). */
+static void settings_from_conf(struct mqd_qsettings *s,
+                               const struct mqd_queue_conf *c)
 {
 	memset(s, 0, sizeof *s);
-	s->overflow = MQD_OVERFLOW_REJECT;
-	s->ack_timeout_ms = 30000;
+	s->max_length = c->max_length;
+	s->max_bytes = c->max_bytes;
+	s->overflow = c->overflow ? c->overflow : MQD_OVERFLOW_REJECT;
+	s->message_ttl_ms = (uint32_t)c->message_ttl_ms;
+	s->ack_timeout_ms = (uint32_t)c->ack_timeout_ms;
+	s->max_attempts = c->max_attempts;
+	snprintf(s->dead_letter, sizeof s->dead_letter, "%s", c->dead_letter);
+}
+
+static void default_settings(struct mqd_worker *w, struct mqd_qsettings *s)
+{
+	settings_from_conf(s, &w->srv->cfg.defaults.queue);
 }
 
 static struct mqd_queue *create_queue(struct mqd_worker *w, const char *name,
@@ -59,11 +74,61 @@ static struct mqd_queue *create_queue(struct mqd_worker *w, const char *name,
 	if (q == NULL)
 		return NULL;
 	if (mqd_qtable_put(&w->queues, q) < 0) {
-		mqd_queue_free(q);
+		mqd_queue_free(q, &w->timers);
 		return NULL;
 	}
 	mqd_log_debug("worker %u: queue %s created", w->index, q->name);
 	return q;
+}
+
+struct mqd_queue *mqd_ops_queue(struct mqd_worker *w, const char *name,
+                                size_t len, bool create)
+{
+	struct mqd_queue *q = mqd_qtable_get(&w->queues, name, len);
+	struct mqd_qsettings s;
+
+	char copy[256], why[600];
+	int rc;
+
+	if (q != NULL || !create || !w->srv->cfg.auto_create || len > 255)
+		return q;
+	default_settings(w, &s);
+	memcpy(copy, name, len);
+	copy[len] = '\0';
+	/* A queue never dead-letters into itself, nor closes a loop, even
+	 * when the [defaults] dead_letter would make it. */
+	if (s.dead_letter[0] != '\0') {
+		rc = strcmp(s.dead_letter, copy) == 0
+		             ? 1
+		             : mqd_dlgraph_add(w->srv->dlgraph, copy,
+		                               s.dead_letter, why, sizeof why);
+		if (rc == 1 && strcmp(s.dead_letter, copy) != 0)
+			mqd_log_warn("queue %s: created without the default "
+			             "dead_letter %s: it would loop (%s)",
+			             copy, s.dead_letter, why);
+		if (rc < 0)
+			return NULL;
+		if (rc == 1)
+			s.dead_letter[0] = '\0';
+	}
+	q = create_queue(w, name, len, &s);
+	if (q == NULL && s.dead_letter[0] != '\0')
+		mqd_dlgraph_del(w->srv->dlgraph, copy);
+	return q;
+}
+
+int mqd_ops_create_configured(struct mqd_worker *w,
+                              const struct mqd_queue_conf *c)
+{
+	struct mqd_qsettings s;
+
+	settings_from_conf(&s, c);
+	/* The config loader has refused loops already. */
+	if (s.dead_letter[0] != '\0' &&
+	    mqd_dlgraph_add(w->srv->dlgraph, c->name, s.dead_letter, NULL,
+	                    0) < 0)
+		return -1;
+	return create_queue(w, c->name, strlen(c->name), &s) ? 0 : -1;
 }
 
 /* The queue r names; created with defaults when auto_create allows it.
@@ -72,7 +137,6 @@ static struct mqd_queue *queue_for(struct mqd_worker *w, struct mqd_req *r,
                                    bool create)
 {
 	struct mqd_queue *q = mqd_qtable_get(&w->queues, r->name, r->name_len);
-	struct mqd_qsettings s;
 
 	if (q != NULL)
 		return q;
@@ -80,8 +144,7 @@ static struct mqd_queue *queue_for(struct mqd_worker *w, struct mqd_req *r,
 		fail(w, r, MQD_ERR_NOT_FOUND, "no such queue");
 		return NULL;
 	}
-	default_settings(&s);
-	q = create_queue(w, r->name, r->name_len, &s);
+	q = mqd_ops_queue(w, r->name, r->name_len, true);
 	if (q == NULL)
 		fail(w, r, MQD_ERR_INTERNAL, "out of memory");
 	return q;
@@ -107,6 +170,8 @@ static void unhold(struct mqd_worker *w, struct mqd_msg *m)
 	m->next = m->prev = NULL;
 	p->nheld--;
 	(void)mqd_idmap_del(&w->held, m->id);
+	mqd_timers_cancel(&w->timers, m);
+	m->state = MQD_MSG_LOOSE;
 	m->queue->held--;
 	if (m->consumer && m->consumer->held)
 		m->consumer->held--;
@@ -117,8 +182,15 @@ static void unhold(struct mqd_worker *w, struct mqd_msg *m)
 static int hold(struct mqd_worker *w, struct mqd_peer *p, struct mqd_queue *q,
                 struct mqd_consumer *c, struct mqd_msg *m)
 {
-	if (mqd_idmap_put(&w->held, m->id, m) < 0)
+	uint32_t ack = q->settings.ack_timeout_ms;
+
+	if (ack && mqd_policy_set_timer(w, m, mqd_mono_ms() + ack) < 0)
 		return -1;
+	if (mqd_idmap_put(&w->held, m->id, m) < 0) {
+		mqd_timers_cancel(&w->timers, m);
+		return -1;
+	}
+	m->state = MQD_MSG_HELD;
 	m->holder = p;
 	m->consumer = c;
 	m->queue = q;
@@ -202,6 +274,17 @@ static void remove_waiter(struct mqd_worker *w, struct mqd_req *r)
 	}
 }
 
+/* A message taken for delivery that could not be delivered goes back
+ * where it was: the head of its level. */
+static void put_back(struct mqd_worker *w, struct mqd_queue *q,
+                     struct mqd_msg *m)
+{
+	m->attempts--;
+	q->stats.delivered--;
+	if (mqd_policy_enqueue(w, q, m, true) < 0)
+		mqd_queue_push_head(q, m); /* expiry checked when taken */
+}
+
 /* Answer a GET with message m (removed from q's ready levels). */
 static void give_to_get(struct mqd_worker *w, struct mqd_queue *q,
                         struct mqd_req *r, struct mqd_msg *m)
@@ -213,7 +296,7 @@ static void give_to_get(struct mqd_worker *w, struct mqd_queue *q,
 	if (!(r->flags & MQD_F_AUTO_ACK)) {
 		struct mqd_peer *p = mqd_worker_peer(w, r->conn);
 		if (p == NULL || hold(w, p, q, NULL, m) < 0) {
-			mqd_queue_push_head(q, m);
+			put_back(w, q, m);
 			fail(w, r, MQD_ERR_INTERNAL, "out of memory");
 			return;
 		}
@@ -259,29 +342,49 @@ static int give_to_consumer(struct mqd_worker *w, struct mqd_queue *q,
 	mqd_worker_push(w, c->peer, o);
 	return 0;
 undo:
-	m->attempts--;
-	q->stats.delivered--;
-	mqd_queue_push_head(q, m);
+	put_back(w, q, m);
 	mqd_log_error("worker %u: out of memory delivering from %s", w->index,
 	              q->name);
 	return -1;
 }
 
-/* Hand ready messages to waiting GETs, then to consumers with room. */
-static void dispatch(struct mqd_worker *w, struct mqd_queue *q)
+/* The next ready message that has not expired (expired ones met on the
+ * way are dealt with), out of the timer heap; NULL when none is ready. */
+static struct mqd_msg *take_ready(struct mqd_worker *w, struct mqd_queue *q)
+{
+	struct mqd_msg *m;
+	uint64_t now = 0;
+
+	while ((m = mqd_queue_pop(q)) != NULL) {
+		mqd_timers_cancel(&w->timers, m);
+		if (m->expires_at == 0)
+			return m;
+		if (now == 0)
+			now = mqd_mono_ms();
+		if (now < m->expires_at)
+			return m;
+		mqd_policy_expire(w, q, m);
+	}
+	return NULL;
+}
+
+void mqd_ops_dispatch(struct mqd_worker *w, struct mqd_queue *q)
 {
 	while (q->ready > 0) {
 		struct mqd_req *r = q->waiters_head;
+		struct mqd_consumer *c = NULL;
+		struct mqd_msg *m;
+
+		if (r == NULL && (c = mqd_queue_next_consumer(q)) == NULL)
+			break;
+		if ((m = take_ready(w, q)) == NULL)
+			break;
 		if (r != NULL) {
 			remove_waiter(w, r);
-			give_to_get(w, q, r, mqd_queue_pop(q));
-			continue;
+			give_to_get(w, q, r, m);
+		} else if (give_to_consumer(w, q, c, m) < 0) {
+			break;
 		}
-		struct mqd_consumer *c = mqd_queue_next_consumer(q);
-		if (c == NULL)
-			break;
-		if (give_to_consumer(w, q, c, mqd_queue_pop(q)) < 0)
-			break;
 	}
 }
 
@@ -353,8 +456,10 @@ static void delete_queue(struct mqd_worker *w, struct mqd_queue *q)
 		free(held);
 	}
 	mqd_log_debug("worker %u: queue %s deleted", w->index, q->name);
+	if (q->settings.dead_letter[0] != '\0')
+		mqd_dlgraph_del(w->srv->dlgraph, q->name);
 	mqd_qtable_del(&w->queues, q);
-	mqd_queue_free(q);
+	mqd_queue_free(q, &w->timers);
 }
 
 /* ---- requests -------------------------------------------------------- */
@@ -399,6 +504,12 @@ static void exec_declare(struct mqd_worker *w, struct mqd_req *r)
 	struct mqd_peer *p;
 	struct mqd_peer_excl *x;
 
+	if (d->dead_letter.len == r->name_len &&
+	    memcmp(d->dead_letter.p, r->name, r->name_len) == 0) {
+		fail(w, r, MQD_ERR_BAD_ARGUMENT,
+		     "a queue cannot be its own dead-letter queue");
+		return;
+	}
 	if (r->flags & MQD_F_PASSIVE) {
 		if (q == NULL)
 			fail(w, r, MQD_ERR_NOT_FOUND, "no such queue");
@@ -419,7 +530,7 @@ static void exec_declare(struct mqd_worker *w, struct mqd_req *r)
 			declared(w, r, q);
 		return;
 	}
-	default_settings(&s);
+	default_settings(w, &s);
 	if (d->max_length)
 		s.max_length = d->max_length;
 	if (d->max_bytes)
@@ -432,16 +543,36 @@ static void exec_declare(struct mqd_worker *w, struct mqd_req *r)
 		s.ack_timeout_ms = d->ack_timeout_ms;
 	if (d->max_attempts)
 		s.max_attempts = d->max_attempts;
-	memcpy(s.dead_letter, d->dead_letter.p, d->dead_letter.len);
-	s.dead_letter[d->dead_letter.len] = '\0';
+	if (d->dead_letter.len) {
+		memcpy(s.dead_letter, d->dead_letter.p, d->dead_letter.len);
+		s.dead_letter[d->dead_letter.len] = '\0';
+	} else if (strcmp(s.dead_letter, r->name) == 0) {
+		s.dead_letter[0] = '\0'; /* the default would point at itself */
+	}
 	p = (r->flags & MQD_F_EXCLUSIVE) ? mqd_worker_peer(w, r->conn) : NULL;
 	x = p ? calloc(1, sizeof *x) : NULL;
 	if ((r->flags & MQD_F_EXCLUSIVE) && x == NULL) {
 		fail(w, r, MQD_ERR_INTERNAL, "out of memory");
 		return;
 	}
+	if (s.dead_letter[0] != '\0') {
+		char why[600], msg[700];
+		int rc = mqd_dlgraph_add(w->srv->dlgraph, r->name,
+		                         s.dead_letter, why, sizeof why);
+		if (rc != 0) {
+			free(x);
+			snprintf(msg, sizeof msg, "dead-letter chain loops: %s",
+			         why);
+			fail(w, r, rc > 0 ? MQD_ERR_BAD_ARGUMENT
+			                  : MQD_ERR_INTERNAL,
+			     rc > 0 ? msg : "out of memory");
+			return;
+		}
+	}
 	q = create_queue(w, r->name, r->name_len, &s);
 	if (q == NULL) {
+		if (s.dead_letter[0] != '\0')
+			mqd_dlgraph_del(w->srv->dlgraph, r->name);
 		free(x);
 		fail(w, r, MQD_ERR_INTERNAL, "out of memory");
 		return;
@@ -489,42 +620,69 @@ static void exec_purge(struct mqd_worker *w, struct mqd_req *r)
 		     "queue is exclusive to another connection");
 		return;
 	}
-	n = mqd_queue_purge(q);
+	n = mqd_queue_purge(q, &w->timers);
 	q->stats.purged += n;
 	mqd_enc_ok_u64(&r->reply, r->tag, n);
 	mqd_worker_answer(w, r);
+}
+
+/* Make room for bytes in q under its overflow policy; false when the
+ * message must be refused. */
+static bool make_room(struct mqd_worker *w, struct mqd_queue *q,
+                      uint64_t bytes)
+{
+	if (q->settings.max_bytes && bytes > q->settings.max_bytes)
+		return false; /* dropping everything would not help */
+	while (!mqd_queue_fits(q, bytes)) {
+		struct mqd_msg *old;
+		if (q->settings.overflow != MQD_OVERFLOW_DROP_HEAD ||
+		    (old = mqd_queue_pop_lowest(q)) == NULL)
+			return false; /* only delayed messages left: keep them */
+		mqd_timers_cancel(&w->timers, old);
+		mqd_msg_free(old);
+		q->stats.dropped++;
+	}
+	return true;
 }
 
 static void exec_send(struct mqd_worker *w, struct mqd_req *r)
 {
 	struct mqd_queue *q = queue_for(w, r, true);
 	struct mqd_msg *m = r->msg;
+	uint64_t now;
+	uint32_t ttl;
+	int rc;
 
 	if (q == NULL)
 		return;
-	if (q->settings.max_bytes && mqd_msg_bytes(m) > q->settings.max_bytes) {
-		fail(w, r, MQD_ERR_QUEUE_FULL, "message larger than max_bytes");
+	if (!make_room(w, q, mqd_msg_bytes(m))) {
+		fail(w, r, MQD_ERR_QUEUE_FULL,
+		     q->settings.max_bytes && mqd_msg_bytes(m) > q->settings.max_bytes
+		             ? "message larger than the queue's max_bytes"
+		             : "queue is full");
 		return;
 	}
-	while (!mqd_queue_fits(q, mqd_msg_bytes(m))) {
-		if (q->settings.overflow != MQD_OVERFLOW_DROP_HEAD) {
-			fail(w, r, MQD_ERR_QUEUE_FULL, "queue is full");
-			return;
-		}
-		mqd_msg_free(mqd_queue_pop_lowest(q));
-		q->stats.dropped++;
-	}
-	r->msg = NULL;
+	now = mqd_mono_ms();
+	ttl = m->ttl_ms ? m->ttl_ms : q->settings.message_ttl_ms;
+	m->expires_at = ttl ? now + ttl : 0;
 	m->id = mqd_worker_new_id(w);
 	m->timestamp_ms = mqd_now_ms();
-	mqd_queue_push_tail(q, m);
+	if (m->delay_ms)
+		rc = mqd_policy_delay(w, q, m, now + m->delay_ms);
+	else
+		rc = mqd_policy_enqueue(w, q, m, false);
+	if (rc < 0) {
+		fail(w, r, MQD_ERR_INTERNAL, "out of memory");
+		return;
+	}
+	r->msg = NULL;
 	q->stats.sent++;
 	if (r->flags & MQD_F_QUIET)
 		r->quiet_ok = true;
 	else
 		mqd_enc_ok_u64(&r->reply, r->tag, m->id);
 	mqd_worker_answer(w, r);
-	dispatch(w, q);
+	mqd_ops_dispatch(w, q);
 }
 
 static void get_timeout_cb(evutil_socket_t fd, short what, void *arg)
@@ -554,8 +712,9 @@ static void exec_get(struct mqd_worker *w, struct mqd_req *r)
 		     "queue is exclusive to another connection");
 		return;
 	}
-	if (q->ready > 0) {
-		give_to_get(w, q, r, mqd_queue_pop(q));
+	struct mqd_msg *m = take_ready(w, q);
+	if (m != NULL) {
+		give_to_get(w, q, r, m);
 		return;
 	}
 	if (ms == 0) {
@@ -629,7 +788,7 @@ static void exec_consume(struct mqd_worker *w, struct mqd_req *r)
 	mqd_queue_add_consumer(q, c);
 	/* The OK leaves before any DELIVER: answer first, then dispatch. */
 	ok_empty(w, r);
-	dispatch(w, q);
+	mqd_ops_dispatch(w, q);
 }
 
 static void exec_cancel(struct mqd_worker *w, struct mqd_req *r)
@@ -660,6 +819,7 @@ static void settle(struct mqd_worker *w, struct mqd_req *r, int requeue)
 		struct mqd_msg *m =
 			mqd_idmap_get(&w->held, mqd_load64(a->ids + 8u * i));
 		struct mqd_queue *q;
+		/* Not held by this connection (any more): skipped. */
 		if (m == NULL || m->holder != p)
 			continue;
 		q = m->queue;
@@ -669,13 +829,11 @@ static void settle(struct mqd_worker *w, struct mqd_req *r, int requeue)
 			q->stats.acked++;
 			mqd_msg_free(m);
 		} else if (requeue == 0) {
-			/* Dead-lettering arrives with queue policies. */
-			q->stats.dropped++;
-			mqd_msg_free(m);
+			mqd_policy_dead_letter(w, q, m, "rejected");
 		} else {
-			mqd_queue_push_head(q, m);
+			mqd_policy_return(w, q, m, a->delay_ms);
 		}
-		dispatch(w, q);
+		mqd_ops_dispatch(w, q);
 	}
 	r->count = n;
 	if (r->parent == NULL && !(r->flags & MQD_F_QUIET))
@@ -752,17 +910,17 @@ void mqd_ops_peer_closed(struct mqd_worker *w, uint64_t conn_id)
 		struct mqd_msg *m = p->held_tail;
 		struct mqd_queue *q = m->queue;
 		unhold(w, m);
-		mqd_queue_push_head(q, m);
+		mqd_policy_return(w, q, m, 0);
 		bool seen = false;
 		for (size_t i = 0; i < ndirty; i++)
 			seen |= dirty[i] == q;
 		if (!seen && ndirty < sizeof dirty / sizeof dirty[0])
 			dirty[ndirty++] = q;
 		else if (!seen)
-			dispatch(w, q);
+			mqd_ops_dispatch(w, q);
 	}
 	for (size_t i = 0; i < ndirty; i++)
-		dispatch(w, dirty[i]);
+		mqd_ops_dispatch(w, dirty[i]);
 	while (p->exclusive) {
 		struct mqd_peer_excl *x = p->exclusive;
 		struct mqd_queue *q = mqd_qtable_get(&w->queues, x->name, x->len);
@@ -783,7 +941,7 @@ void mqd_ops_credit(struct mqd_worker *w, uint64_t conn_id, uint32_t tag,
 	if (c == NULL)
 		return;
 	c->held = c->held > n ? c->held - n : 0;
-	dispatch(w, c->queue);
+	mqd_ops_dispatch(w, c->queue);
 }
 
 void mqd_ops_free_all(struct mqd_worker *w)
@@ -794,8 +952,114 @@ void mqd_ops_free_all(struct mqd_worker *w)
 	/* Every connection has closed by now, so nothing is held, waiting or
 	 * consuming; what is left is ready messages. */
 	while ((q = mqd_qtable_next(&w->queues, &pos, &cur)) != NULL)
-		mqd_queue_free(q);
+		mqd_queue_free(q, NULL);
+	mqd_timers_free(&w->timers);
 	mqd_qtable_free(&w->queues);
 	mqd_idmap_free(&w->held);
 	mqd_idmap_free(&w->peers);
+}
+
+/* ---- timers and queries ---------------------------------------------- */
+
+void mqd_ops_timer(struct mqd_worker *w)
+{
+	uint64_t now = mqd_mono_ms();
+	struct mqd_msg *m;
+
+	w->timer_armed = 0;
+	while ((m = mqd_timers_peek(&w->timers)) != NULL && m->timer_at <= now) {
+		struct mqd_queue *q = m->queue;
+
+		mqd_timers_cancel(&w->timers, m);
+		switch (m->state) {
+		case MQD_MSG_READY: /* its TTL ran out while it waited */
+			mqd_queue_remove(q, m);
+			mqd_policy_expire(w, q, m);
+			break;
+		case MQD_MSG_DELAYED:
+			mqd_queue_remove_delayed(q, m);
+			if (m->expires_at && now >= m->expires_at) {
+				mqd_policy_expire(w, q, m);
+				break;
+			}
+			if (mqd_policy_enqueue(w, q, m, false) < 0)
+				mqd_queue_push_tail(q, m);
+			mqd_ops_dispatch(w, q);
+			break;
+		case MQD_MSG_HELD: /* ack timeout: someone else may have it */
+			mqd_log_debug("queue %s: message %llu not acked in %u ms",
+			              q->name, (unsigned long long)m->id,
+			              q->settings.ack_timeout_ms);
+			unhold(w, m);
+			mqd_policy_return(w, q, m, 0);
+			mqd_ops_dispatch(w, q);
+			break;
+		default:
+			break;
+		}
+	}
+	mqd_policy_rearm(w);
+}
+
+static void fill_info(const struct mqd_worker *w, const struct mqd_queue *q,
+                      struct mqd_queue_info *i)
+{
+	memset(i, 0, sizeof *i);
+	memcpy(i->name, q->name, q->name_len + 1u);
+	i->owner = w->index;
+	i->exclusive = q->exclusive;
+	i->auto_delete = q->auto_delete;
+	i->ready = q->ready;
+	i->held = q->held;
+	i->delayed = q->delayed;
+	i->bytes = q->bytes;
+	i->consumers = q->nconsumers;
+	i->sent = q->stats.sent;
+	i->delivered = q->stats.delivered;
+	i->acked = q->stats.acked;
+	i->redelivered = q->stats.redelivered;
+	i->expired = q->stats.expired;
+	i->dead_lettered = q->stats.dead_lettered;
+	i->dropped = q->stats.dropped;
+	i->purged = q->stats.purged;
+	i->max_length = q->settings.max_length;
+	i->max_bytes = q->settings.max_bytes;
+	i->overflow = q->settings.overflow;
+	i->message_ttl_ms = q->settings.message_ttl_ms;
+	i->ack_timeout_ms = q->settings.ack_timeout_ms;
+	i->max_attempts = q->settings.max_attempts;
+	memcpy(i->dead_letter, q->settings.dead_letter,
+	       sizeof i->dead_letter);
+}
+
+void mqd_ops_query(struct mqd_worker *w, struct mqd_mail_query *qm)
+{
+	size_t pos = 0, n = 0;
+	struct mqd_queue *cur = NULL, *q;
+
+	qm->rows = NULL;
+	qm->n = 0;
+	if (qm->name[0] != '\0') {
+		q = mqd_qtable_get(&w->queues, qm->name, strlen(qm->name));
+		if (q == NULL)
+			return;
+		qm->rows = malloc(sizeof *qm->rows);
+		if (qm->rows == NULL) {
+			qm->failed = true;
+			return;
+		}
+		fill_info(w, q, qm->rows);
+		qm->n = 1;
+		return;
+	}
+	if (w->queues.count == 0)
+		return;
+	qm->rows = malloc(w->queues.count * sizeof *qm->rows);
+	if (qm->rows == NULL) {
+		qm->failed = true;
+		return;
+	}
+	while ((q = mqd_qtable_next(&w->queues, &pos, &cur)) != NULL)
+		fill_info(w, q, &qm->rows[n++]);
+	qm->n = n;
 }

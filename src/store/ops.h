@@ -7,9 +7,14 @@
 #ifndef MQD_OPS_H
 #define MQD_OPS_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct mqd_worker;
+struct mqd_queue;
+struct mqd_queue_conf;
+struct mqd_mail_query;
 struct mqd_req;
 struct mqd_conn;
 
@@ -24,5 +29,21 @@ void mqd_ops_credit(struct mqd_worker *w, uint64_t conn_id, uint32_t tag,
                     uint32_t n);
 /* Teardown after the worker's thread has stopped. */
 void mqd_ops_free_all(struct mqd_worker *w);
+
+/* Hand ready messages to waiting GETs, then to consumers with room. */
+void mqd_ops_dispatch(struct mqd_worker *w, struct mqd_queue *q);
+/* The queue by name; with create, made with the [defaults] settings when
+ * auto_create allows (NULL if not, or out of memory). */
+struct mqd_queue *mqd_ops_queue(struct mqd_worker *w, const char *name,
+                                size_t len, bool create);
+/* Create a queue from a [queue NAME] section (before the worker runs).
+ * 0, or -1 out of memory. */
+int mqd_ops_create_configured(struct mqd_worker *w,
+                              const struct mqd_queue_conf *c)
+	__attribute__((warn_unused_result));
+/* The worker's timer fired: expiries, delays, ack deadlines now due. */
+void mqd_ops_timer(struct mqd_worker *w);
+/* Fill a query part with this owner's rows. */
+void mqd_ops_query(struct mqd_worker *w, struct mqd_mail_query *q);
 
 #endif

@@ -27,11 +27,11 @@ struct mqd_queue *mqd_queue_new(const char *name, size_t len,
 	return q;
 }
 
-void mqd_queue_free(struct mqd_queue *q)
+void mqd_queue_free(struct mqd_queue *q, struct mqd_timers *t)
 {
 	if (q == NULL)
 		return;
-	(void)mqd_queue_purge(q);
+	(void)mqd_queue_purge(q, t);
 	free(q);
 }
 
@@ -77,6 +77,8 @@ static void account_in(struct mqd_queue *q, struct mqd_msg *m)
 	unsigned p = m->priority < MQD_PRIORITY_LEVELS ? m->priority
 	                                               : MQD_PRIORITY_LEVELS - 1;
 	m->priority = (uint8_t)p;
+	m->queue = q;
+	m->state = MQD_MSG_READY;
 	q->nonempty |= (uint16_t)(1u << p);
 	q->ready++;
 	q->bytes += mqd_msg_bytes(m);
@@ -94,15 +96,70 @@ void mqd_queue_push_head(struct mqd_queue *q, struct mqd_msg *m)
 	level_push_head(&q->levels[m->priority], m);
 }
 
-static struct mqd_msg *take_from(struct mqd_queue *q, unsigned p)
+static void account_out(struct mqd_queue *q, struct mqd_msg *m)
 {
-	struct mqd_msg *m = level_pop_head(&q->levels[p]);
+	unsigned p = m->priority;
 
 	if (q->levels[p].head == NULL)
 		q->nonempty &= (uint16_t)~(1u << p);
 	q->ready--;
 	q->bytes -= mqd_msg_bytes(m);
+	m->state = MQD_MSG_LOOSE;
+}
+
+static struct mqd_msg *take_from(struct mqd_queue *q, unsigned p)
+{
+	struct mqd_msg *m = level_pop_head(&q->levels[p]);
+
+	account_out(q, m);
 	return m;
+}
+
+void mqd_queue_remove(struct mqd_queue *q, struct mqd_msg *m)
+{
+	struct mqd_level *l = &q->levels[m->priority];
+
+	if (m->prev)
+		m->prev->next = m->next;
+	else
+		l->head = m->next;
+	if (m->next)
+		m->next->prev = m->prev;
+	else
+		l->tail = m->prev;
+	m->next = m->prev = NULL;
+	account_out(q, m);
+}
+
+void mqd_queue_add_delayed(struct mqd_queue *q, struct mqd_msg *m)
+{
+	m->queue = q;
+	m->state = MQD_MSG_DELAYED;
+	m->next = NULL;
+	m->prev = q->delayed_tail;
+	if (q->delayed_tail)
+		q->delayed_tail->next = m;
+	else
+		q->delayed_head = m;
+	q->delayed_tail = m;
+	q->delayed++;
+	q->bytes += mqd_msg_bytes(m);
+}
+
+void mqd_queue_remove_delayed(struct mqd_queue *q, struct mqd_msg *m)
+{
+	if (m->prev)
+		m->prev->next = m->next;
+	else
+		q->delayed_head = m->next;
+	if (m->next)
+		m->next->prev = m->prev;
+	else
+		q->delayed_tail = m->prev;
+	m->next = m->prev = NULL;
+	q->delayed--;
+	q->bytes -= mqd_msg_bytes(m);
+	m->state = MQD_MSG_LOOSE;
 }
 
 struct mqd_msg *mqd_queue_pop(struct mqd_queue *q)
@@ -120,12 +177,16 @@ struct mqd_msg *mqd_queue_pop_lowest(struct mqd_queue *q)
 	return take_from(q, (unsigned)__builtin_ctz(q->nonempty));
 }
 
-uint64_t mqd_queue_purge(struct mqd_queue *q)
+uint64_t mqd_queue_purge(struct mqd_queue *q, struct mqd_timers *t)
 {
 	uint64_t n = 0;
 	struct mqd_msg *m;
 
-	while ((m = mqd_queue_pop(q)) != NULL) {
+	while ((m = mqd_queue_pop(q)) != NULL ||
+	       ((m = q->delayed_head) != NULL &&
+	        (mqd_queue_remove_delayed(q, m), true))) {
+		if (t)
+			mqd_timers_cancel(t, m);
 		mqd_msg_free(m);
 		n++;
 	}
@@ -134,12 +195,13 @@ uint64_t mqd_queue_purge(struct mqd_queue *q)
 
 bool mqd_queue_is_empty(const struct mqd_queue *q)
 {
-	return q->ready == 0 && q->held == 0;
+	return q->ready == 0 && q->delayed == 0 && q->held == 0;
 }
 
 bool mqd_queue_fits(const struct mqd_queue *q, uint64_t bytes)
 {
-	if (q->settings.max_length && q->ready >= q->settings.max_length)
+	if (q->settings.max_length &&
+	    q->ready + q->delayed >= q->settings.max_length)
 		return false;
 	if (q->settings.max_bytes && q->bytes + bytes > q->settings.max_bytes)
 		return false;

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "store/message.h"
+#include "store/timers.h"
 
 #define MQD_PRIORITY_LEVELS 10
 
@@ -63,7 +64,9 @@ struct mqd_queue {
 	struct mqd_level levels[MQD_PRIORITY_LEVELS];
 	uint16_t nonempty; /* bit i set when levels[i] has messages */
 	uint64_t ready;    /* messages in the levels */
-	uint64_t bytes;    /* their bodies */
+	struct mqd_msg *delayed_head, *delayed_tail; /* not ready yet */
+	uint64_t delayed;
+	uint64_t bytes;    /* bodies of ready and delayed messages */
 	uint64_t held;     /* delivered, not yet acknowledged */
 
 	struct mqd_consumer *consumers; /* ring; the next to serve */
@@ -75,8 +78,9 @@ struct mqd_queue {
 
 struct mqd_queue *mqd_queue_new(const char *name, size_t len,
                                 const struct mqd_qsettings *s);
-/* Frees the ready messages too (not held ones, nor consumers). */
-void mqd_queue_free(struct mqd_queue *q);
+/* Frees the ready and delayed messages too (not held ones, nor consumers),
+ * taking them out of t (may be NULL when t is being freed anyway). */
+void mqd_queue_free(struct mqd_queue *q, struct mqd_timers *t);
 
 void mqd_queue_push_tail(struct mqd_queue *q, struct mqd_msg *m);
 /* Back to the head of its priority level: next out of that level. */
@@ -85,11 +89,18 @@ void mqd_queue_push_head(struct mqd_queue *q, struct mqd_msg *m);
 struct mqd_msg *mqd_queue_pop(struct mqd_queue *q);
 /* The oldest message of the lowest priority level present, removed. */
 struct mqd_msg *mqd_queue_pop_lowest(struct mqd_queue *q);
-/* Remove and free every ready message; returns how many. */
-uint64_t mqd_queue_purge(struct mqd_queue *q);
+/* Take a READY message out from anywhere in its level. */
+void mqd_queue_remove(struct mqd_queue *q, struct mqd_msg *m);
+/* The delayed list: in arrival order; the timer heap says when each is due. */
+void mqd_queue_add_delayed(struct mqd_queue *q, struct mqd_msg *m);
+void mqd_queue_remove_delayed(struct mqd_queue *q, struct mqd_msg *m);
+/* Remove and free every ready and delayed message (out of t as well, if
+ * not NULL); returns how many. */
+uint64_t mqd_queue_purge(struct mqd_queue *q, struct mqd_timers *t);
 /* Empty as IF_EMPTY means it: nothing ready, delayed or held. */
 bool mqd_queue_is_empty(const struct mqd_queue *q);
-/* Whether one more message of this size fits the limits. */
+/* Whether one more message of this size fits the limits (which count
+ * ready and delayed messages). */
 bool mqd_queue_fits(const struct mqd_queue *q, uint64_t bytes);
 
 void mqd_queue_add_consumer(struct mqd_queue *q, struct mqd_consumer *c);

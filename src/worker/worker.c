@@ -16,6 +16,7 @@
 #include "net/conn.h"
 #include "server.h"
 #include "store/ops.h"
+#include "store/policy.h"
 #include "worker/worker.h"
 
 /* Mails taken per loop pass before letting sockets have a turn. */
@@ -81,11 +82,25 @@ static void handle_mail(struct mqd_worker *w, struct mqd_mail *m)
 		free(m);
 		event_base_loopbreak(w->base);
 		break;
+	case MQD_MAIL_DEAD:
+		mqd_policy_receive_dead(w, (struct mqd_mail_dead *)m);
+		break;
+	case MQD_MAIL_QUERY:
+		mqd_ops_query(w, (struct mqd_mail_query *)m);
+		mqd_server_post_main(w->srv, m);
+		break;
 	default:
 		mqd_log_error("worker %u: unknown mail type %d", w->index,
 		              m->type);
 		break;
 	}
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	mqd_ops_timer(arg);
 }
 
 static void mailbox_cb(evutil_socket_t fd, short what, void *arg)
@@ -161,6 +176,7 @@ int mqd_worker_init(struct mqd_worker *w, struct mqd_server *srv,
 	mqd_qtable_init(&w->queues);
 	mqd_idmap_init(&w->held);
 	mqd_idmap_init(&w->peers);
+	mqd_timers_init(&w->timers);
 	w->mb.efd = -1;
 	if (mqd_mailbox_init(&w->mb) < 0)
 		return -1;
@@ -171,7 +187,8 @@ int mqd_worker_init(struct mqd_worker *w, struct mqd_server *srv,
 	                     mailbox_cb, w);
 	if (w->mb_ev == NULL || event_add(w->mb_ev, NULL) < 0)
 		return -1;
-	return 0;
+	w->timer_ev = evtimer_new(w->base, timer_cb, w);
+	return w->timer_ev ? 0 : -1;
 }
 
 static void *worker_main(void *arg)
@@ -202,10 +219,16 @@ void mqd_worker_destroy(struct mqd_worker *w)
 	while (w->base && (m = mqd_mailbox_take(&w->mb)) != NULL) {
 		if (m->type == MQD_MAIL_CONN_NEW)
 			close(((struct mqd_mail_conn_new *)m)->fd);
-		if (m->type != MQD_MAIL_REQ && m->type != MQD_MAIL_REPLY)
+		if (m->type == MQD_MAIL_DEAD)
+			mqd_msg_free(((struct mqd_mail_dead *)m)->msg);
+		/* Queries belong to the main thread's gathering record. */
+		if (m->type != MQD_MAIL_REQ && m->type != MQD_MAIL_REPLY &&
+		    m->type != MQD_MAIL_QUERY)
 			free(m);
 	}
 	mqd_ops_free_all(w);
+	if (w->timer_ev)
+		event_free(w->timer_ev);
 	if (w->mb_ev)
 		event_free(w->mb_ev);
 	if (w->base)

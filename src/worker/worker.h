@@ -20,6 +20,7 @@
 
 #include "store/idmap.h"
 #include "store/queue.h"
+#include "store/timers.h"
 #include "worker/mailbox.h"
 
 struct event_base;
@@ -38,6 +39,29 @@ enum mqd_mail_type {
 	MQD_MAIL_CLOSE_DONE, /* owner -> home: nothing of it is left here */
 	MQD_MAIL_SHUTDOWN,   /* main -> worker: close every connection */
 	MQD_MAIL_STOP,       /* main -> worker: leave the event loop */
+	MQD_MAIL_DEAD,       /* owner -> owner: a dead-lettered message */
+	MQD_MAIL_QUERY,      /* main -> owner -> main: queue rows */
+};
+
+/* A message moving to its dead-letter queue on another owner. */
+struct mqd_mail_dead {
+	struct mqd_mail mail;
+	struct mqd_msg *msg;
+	char queue[256];
+	uint8_t len;
+};
+
+struct mqd_queue_info;
+struct mqd_query;
+
+/* One owner's part of a queue query: filled by the owner, sent back. */
+struct mqd_mail_query {
+	struct mqd_mail mail;
+	struct mqd_query *query; /* the main thread's gathering record */
+	char name[256];          /* "" = every queue */
+	struct mqd_queue_info *rows;
+	size_t n;
+	bool failed;             /* out of memory while filling */
 };
 
 struct mqd_mail_conn_new {
@@ -104,6 +128,9 @@ struct mqd_worker {
 	struct mqd_idmap held;  /* message id -> held struct mqd_msg */
 	struct mqd_idmap peers; /* connection id -> struct mqd_peer */
 	uint64_t next_seq;      /* message ids: seq << 8 | index */
+	struct mqd_timers timers; /* expiry, delays, ack deadlines */
+	struct event *timer_ev;
+	uint64_t timer_armed;   /* when timer_ev fires; 0 = not armed */
 
 	/* Home side. */
 	struct mqd_conn *conns; /* list of live and closing connections */

@@ -176,8 +176,8 @@ START_TEST(daemonize_with_pidfile)
 	snprintf(logfile, sizeof logfile, "%s/mqd.log", dir);
 	snprintf(text, sizeof text,
 	         "[server]\nlisten = 127.0.0.1:0\nworkers = 2\n"
-	         "pidfile = %s\nlog_file = %s\n",
-	         pidfile, logfile);
+	         "pidfile = %s\nlog_file = %s\ncontrol_socket = %s/ctl.sock\n",
+	         pidfile, logfile, dir);
 	write_file(conf, text);
 	/* The parent returns once the daemon is ready: the pidfile and the
 	 * listening line exist when it does. */
@@ -220,8 +220,9 @@ START_TEST(daemon_start_failure_is_reported)
 	ck_assert_int_eq(mqt_server_start(&s, NULL), 0);
 	snprintf(conf, sizeof conf, "%s/mqd.conf", dir);
 	snprintf(text, sizeof text,
-	         "[server]\nlisten = 127.0.0.1:%u\nlog_file = %s/mqd.log\n",
-	         s.port, dir);
+	         "[server]\nlisten = 127.0.0.1:%u\nlog_file = %s/mqd.log\n"
+	         "control_socket = %s/ctl.sock\n",
+	         s.port, dir, dir);
 	write_file(conf, text);
 	ck_assert_int_eq(run_mqd((char *[]){"-d", "-c", conf, NULL}, out,
 	                         sizeof out), 1);

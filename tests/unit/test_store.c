@@ -54,7 +54,7 @@ START_TEST(fifo_within_a_level)
 	ck_assert_ptr_null(mqd_queue_pop(q));
 	ck_assert_uint_eq(q->ready, 0);
 	ck_assert_uint_eq(q->bytes, 0);
-	mqd_queue_free(q);
+	mqd_queue_free(q, NULL);
 }
 END_TEST
 
@@ -72,7 +72,7 @@ START_TEST(higher_priority_first)
 	ck_assert_uint_eq(pop_id(q), 3);
 	ck_assert_uint_eq(pop_id(q), 1);
 	ck_assert_uint_eq(pop_id(q), 5);
-	mqd_queue_free(q);
+	mqd_queue_free(q, NULL);
 }
 END_TEST
 
@@ -88,7 +88,7 @@ START_TEST(push_head_is_next_out_of_its_level)
 	ck_assert_uint_eq(pop_id(q), 4);
 	ck_assert_uint_eq(pop_id(q), 1);
 	ck_assert_uint_eq(pop_id(q), 2);
-	mqd_queue_free(q);
+	mqd_queue_free(q, NULL);
 }
 END_TEST
 
@@ -104,7 +104,7 @@ START_TEST(pop_lowest_takes_oldest_of_lowest_level)
 	ck_assert_uint_eq(m->id, 2);
 	mqd_msg_free(m);
 	ck_assert_uint_eq(q->ready, 2);
-	mqd_queue_free(q);
+	mqd_queue_free(q, NULL);
 }
 END_TEST
 
@@ -124,12 +124,12 @@ START_TEST(purge_limits_and_emptiness)
 	mqd_queue_push_tail(q, msg(3, 0, "c"));
 	ck_assert(!mqd_queue_fits(q, 0)); /* max_length reached */
 	ck_assert(!mqd_queue_is_empty(q));
-	ck_assert_uint_eq(mqd_queue_purge(q), 3);
+	ck_assert_uint_eq(mqd_queue_purge(q, NULL), 3);
 	ck_assert(mqd_queue_is_empty(q));
 	q->held = 1;
 	ck_assert(!mqd_queue_is_empty(q)); /* held messages count */
 	q->held = 0;
-	mqd_queue_free(q);
+	mqd_queue_free(q, NULL);
 }
 END_TEST
 
@@ -159,7 +159,7 @@ START_TEST(consumers_round_robin_within_prefetch)
 	mqd_queue_remove_consumer(q, &b);
 	ck_assert_uint_eq(q->nconsumers, 0);
 	ck_assert_ptr_null(mqd_queue_next_consumer(q));
-	mqd_queue_free(q);
+	mqd_queue_free(q, NULL);
 }
 END_TEST
 
@@ -185,7 +185,7 @@ START_TEST(qtable_put_get_delete_iterate)
 	while ((q = mqd_qtable_next(&t, &pos, &cur)) != NULL) {
 		n++;
 		mqd_qtable_del(&t, q);
-		mqd_queue_free(q);
+		mqd_queue_free(q, NULL);
 	}
 	ck_assert_uint_eq(n, 1000);
 	ck_assert_uint_eq(t.count, 0);
