@@ -29,6 +29,7 @@ struct mqd_server {
 	struct event_base *base; /* main thread: listeners and signals */
 	struct mqd_listener *listeners;
 	struct mqd_control *control; /* control socket (admin/control.c) */
+	struct mqd_metrics *metrics; /* /metrics and status page (admin/metrics.c) */
 	struct event *sig_term, *sig_int, *sig_hup, *sig_pipe, *stop_timer;
 	atomic_uint nconns;        /* sockets open now (for max_connections) */
 	atomic_uint live_conns;    /* connection structs not yet freed */
@@ -46,6 +47,17 @@ struct mqd_server {
 	uint64_t mem_peak;        /* accounted bytes since the last trim */
 	uint64_t mem_last;        /* at the previous look */
 	struct mqd_dlgraph *dlgraph; /* dead-letter edges, for loop checks */
+	/* Graceful shutdown, first phase: paused, waiting for acks. */
+	bool draining;
+	bool drain_query_out;
+	uint64_t drain_deadline;
+	struct event *drain_timer, *sig_usr1;
+	/* Message rates: the last few samples of the workers' totals. */
+	struct {
+		uint64_t at_ms, sent, delivered;
+	} rate_samples[6];
+	unsigned nrate_samples;
+	bool rate_query_out;
 };
 
 /* One queue as its owner sees it, for the control socket and tests. */
@@ -90,6 +102,93 @@ struct mqd_server_stats {
 	uint64_t max_memory;
 };
 void mqd_server_stats(struct mqd_server *s, struct mqd_server_stats *out);
+
+/* ---- administration (main thread only; callbacks on the main thread,
+ * each called exactly once) ----------------------------------------- */
+
+/* Per worker: what it owns and how busy it is. */
+struct mqd_worker_info {
+	unsigned index;
+	uint64_t queues, connections;
+	uint64_t ready, held, delayed, bytes;
+	uint64_t mails;  /* mails taken from its inbox so far */
+	uint64_t frames; /* client frames read by its connections so far */
+	uint64_t sent;      /* messages stored in its queues so far */
+	uint64_t delivered; /* deliveries from its queues so far */
+};
+typedef void (*mqd_workers_cb)(void *arg, const struct mqd_worker_info *rows,
+                               size_t n);
+int mqd_server_query_workers(struct mqd_server *s, mqd_workers_cb cb,
+                             void *arg) __attribute__((warn_unused_result));
+
+/* One client connection, from its home worker (held: messages it holds on
+ * every owner, summed). */
+struct mqd_conn_info {
+	uint64_t id;
+	unsigned worker;
+	char peer[64];
+	char client[256];
+	char user[256];
+	uint64_t age_ms;
+	uint32_t consumers;
+	uint64_t held;
+	uint64_t bytes_in, bytes_out;
+};
+typedef void (*mqd_conns_cb)(void *arg, const struct mqd_conn_info *rows,
+                             size_t n);
+/* Every connection, sorted by id. */
+int mqd_server_query_conns(struct mqd_server *s, mqd_conns_cb cb, void *arg)
+	__attribute__((warn_unused_result));
+
+/* Close connection id (its held messages are redelivered).  cb gets
+ * whether it existed. */
+typedef void (*mqd_kill_cb)(void *arg, bool found);
+int mqd_server_kill_conn(struct mqd_server *s, uint64_t id, mqd_kill_cb cb,
+                         void *arg) __attribute__((warn_unused_result));
+
+/* Queue operations without a client connection, run by the owner. */
+enum mqd_admin_op { MQD_ADMIN_DECLARE, MQD_ADMIN_DELETE, MQD_ADMIN_PURGE };
+struct mqd_admin_result {
+	int code;          /* 0, or an MQD_ERR_* (NOT_FOUND, CONFLICT, ...) */
+	char message[768]; /* for people, when code != 0 */
+	uint64_t count;    /* PURGE: messages removed */
+	bool created;      /* DECLARE: made now (else it existed, same settings) */
+};
+typedef void (*mqd_admin_cb)(void *arg, const struct mqd_admin_result *r);
+/* settings (DECLARE only, may be NULL): its name is ignored; fields 0 /
+ * "" mean the [defaults] value, as in a DECLARE frame.  if_empty: DELETE
+ * only when empty (else CONFLICT). */
+int mqd_server_admin_queue(struct mqd_server *s, enum mqd_admin_op op,
+                           const char *name,
+                           const struct mqd_queue_conf *settings,
+                           bool if_empty, mqd_admin_cb cb, void *arg)
+	__attribute__((warn_unused_result));
+
+/* Re-read the config file.  On success the new settings are in force (or
+ * being applied by the owners) and the texts list, comma-separated, what
+ * changed and what needs a restart; on error nothing changed and error
+ * says why (FILE:LINE: ...). */
+struct mqd_reload_result {
+	bool ok;
+	char error[4400];
+	char applied[2048];
+	char restart_needed[1024];
+};
+void mqd_server_reload(struct mqd_server *s, struct mqd_reload_result *out);
+
+/* Stop gracefully: stop accepting, stop delivering, wait up to timeout_ms
+ * for held messages to be acknowledged, then close everything and exit 0.
+ * A second call only shortens the wait. */
+void mqd_server_shutdown(struct mqd_server *s, uint64_t timeout_ms);
+
+/* Reopen the log file (after logrotate moved it). 0 or -1. */
+int mqd_server_log_reopen(struct mqd_server *s);
+
+/* Message rates, per second, averaged over the last few seconds. */
+struct mqd_rates {
+	double in, out; /* messages sent to queues / delivered, per second */
+};
+void mqd_server_rates(struct mqd_server *s, struct mqd_rates *out);
 
 /* Build everything from a loaded config: workers (threads started),
  * listeners bound, configured queues created.  Takes ownership of what

@@ -50,6 +50,11 @@ struct mqd_config {
 	struct mqd_listen_addr listen[MQD_LISTEN_MAX];
 	size_t nlisten;          /* default: 127.0.0.1:7400 */
 	char control_socket[108]; /* default "/run/mqd/mqd.sock" */
+	uint32_t control_socket_mode; /* octal in the file, default 0600 */
+	/* Prometheus /metrics and the status page; off when !metrics_on
+	 * (metrics_listen = "" in the file, the default). */
+	bool metrics_on;
+	struct mqd_listen_addr metrics_listen;
 	uint32_t workers;         /* 0 = one per CPU (resolved by the caller) */
 	uint32_t max_connections; /* default 10000 */
 	uint32_t max_frame;       /* bytes, default 1M */

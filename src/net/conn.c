@@ -339,7 +339,7 @@ void mqd_conn_forget_consumer(struct mqd_conn *c, uint32_t tag)
 
 static void process_input(struct mqd_conn *c)
 {
-	uint32_t max_frame = c->home->srv->cfg.max_frame;
+	uint32_t max_frame = c->home->cfg.max_frame;
 
 	while (c->bev != NULL && !c->read_paused &&
 	       (c->state == MQD_CONN_HELLO || c->state == MQD_CONN_OPEN)) {
@@ -372,6 +372,7 @@ static void process_input(struct mqd_conn *c)
 			return;
 		}
 		c->bytes_in += size;
+		c->home->frames++;
 		mqd_dispatch_frame(c, &f);
 		if (c->bev != NULL)
 			evbuffer_drain(in, size);
@@ -411,7 +412,7 @@ static void write_cb(struct bufferevent *bev, void *arg)
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct mqd_conn *c = arg;
-	uint64_t idle = c->home->srv->cfg.idle_timeout_ms;
+	uint64_t idle = c->home->cfg.idle_timeout_ms;
 
 	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) &&
 	    c->state != MQD_CONN_DRAIN) {
@@ -439,7 +440,7 @@ void mqd_conn_accept(struct mqd_worker *w, int fd, const char *peer,
 {
 	struct mqd_conn *c = calloc(1, sizeof *c);
 	int one = 1;
-	uint64_t idle = w->srv->cfg.idle_timeout_ms;
+	uint64_t idle = w->cfg.idle_timeout_ms;
 
 	if (c == NULL) {
 		evutil_closesocket(fd);
@@ -579,6 +580,36 @@ void mqd_conn_close_done(struct mqd_conn *c)
 {
 	if (--c->close_pending == 0 && c->state == MQD_CONN_CLOSED)
 		close_protocol(c);
+}
+
+bool mqd_conn_info(const struct mqd_conn *c, struct mqd_conn_info *out)
+{
+	unsigned n = 0;
+
+	if (c->state == MQD_CONN_CLOSED)
+		return false;
+	if (out == NULL)
+		return true;
+	memset(out, 0, sizeof *out);
+	out->id = c->id;
+	out->worker = c->home->index;
+	snprintf(out->peer, sizeof out->peer, "%s", c->peer);
+	snprintf(out->client, sizeof out->client, "%s", c->client);
+	snprintf(out->user, sizeof out->user, "%s", c->user);
+	out->age_ms = mqd_now_ms() - c->created_ms;
+	for (const struct mqd_conn_consumer *cc = c->consumers; cc; cc = cc->next)
+		n++;
+	out->consumers = n;
+	out->bytes_in = c->bytes_in;
+	out->bytes_out = c->bytes_out;
+	return true;
+}
+
+void mqd_conn_kill(struct mqd_conn *c)
+{
+	mqd_log_info("conn %llu (%s): closed by an operator",
+	             (unsigned long long)c->id, c->peer);
+	close_now(c);
 }
 
 void mqd_conn_shutdown(struct mqd_conn *c)

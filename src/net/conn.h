@@ -79,6 +79,7 @@ struct mqd_conn {
 	struct bufferevent *bev;
 	char peer[64];
 	char client[256];
+	char user[256];
 	enum mqd_conn_state state;
 	bool over_limit;
 	bool read_paused;
@@ -124,6 +125,13 @@ void mqd_conn_close_done(struct mqd_conn *c);
 void mqd_conn_shutdown(struct mqd_conn *c);
 /* Home thread: mark owner as holding state for c (before posting to it). */
 void mqd_conn_touch(struct mqd_conn *c, unsigned owner);
+
+struct mqd_conn_info;
+/* Home thread: fill a row about c (out may be NULL); false when c is
+ * already closing (not worth listing). */
+bool mqd_conn_info(const struct mqd_conn *c, struct mqd_conn_info *out);
+/* Home thread: close c as if its client had (held messages go back). */
+void mqd_conn_kill(struct mqd_conn *c);
 
 struct mqd_conn_consumer *mqd_conn_find_consumer(struct mqd_conn *c,
                                                  uint32_t tag);

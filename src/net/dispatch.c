@@ -103,13 +103,16 @@ static void on_hello(struct mqd_conn *c, const struct mqd_frame *f,
 	memcpy(who, p->hello.client.p, p->hello.client.len);
 	who[p->hello.client.len] = '\0';
 	snprintf(c->client, sizeof c->client, "%s", who);
+	memcpy(who, p->hello.user.p, p->hello.user.len);
+	who[p->hello.user.len] = '\0';
+	snprintf(c->user, sizeof c->user, "%s", who);
 	c->state = MQD_CONN_OPEN;
 	r = mqd_req_new(c, f, 0);
 	if (r == NULL) {
 		mqd_conn_fatal(c, 0, MQD_ERR_INTERNAL, "out of memory");
 		return;
 	}
-	mqd_enc_welcome(&r->reply, f->tag, MQD_SERVER_NAME, s->cfg.max_frame,
+	mqd_enc_welcome(&r->reply, f->tag, MQD_SERVER_NAME, c->home->cfg.max_frame,
 	                c->id);
 	mqd_log_debug("conn %llu (%s): hello from client '%s'",
 	              (unsigned long long)c->id, c->peer, c->client);

@@ -62,7 +62,7 @@ static void settings_from_conf(struct mqd_qsettings *s,
 
 static void default_settings(struct mqd_worker *w, struct mqd_qsettings *s)
 {
-	settings_from_conf(s, &w->srv->cfg.defaults.queue);
+	settings_from_conf(s, &w->cfg.defaults.queue);
 }
 
 static struct mqd_queue *create_queue(struct mqd_worker *w, const char *name,
@@ -90,7 +90,7 @@ struct mqd_queue *mqd_ops_queue(struct mqd_worker *w, const char *name,
 	char copy[256], why[600];
 	int rc;
 
-	if (q != NULL || !create || !w->srv->cfg.auto_create || len > 255)
+	if (q != NULL || !create || !w->cfg.auto_create || len > 255)
 		return q;
 	default_settings(w, &s);
 	memcpy(copy, name, len);
@@ -140,7 +140,7 @@ static struct mqd_queue *queue_for(struct mqd_worker *w, struct mqd_req *r,
 
 	if (q != NULL)
 		return q;
-	if (!create || !w->srv->cfg.auto_create) {
+	if (!create || !w->cfg.auto_create) {
 		fail(w, r, MQD_ERR_NOT_FOUND, "no such queue");
 		return NULL;
 	}
@@ -208,8 +208,10 @@ static int hold(struct mqd_worker *w, struct mqd_peer *p, struct mqd_queue *q,
 	return 0;
 }
 
-static void count_delivery(struct mqd_queue *q, struct mqd_msg *m)
+static void count_delivery(struct mqd_worker *w, struct mqd_queue *q,
+                           struct mqd_msg *m)
 {
+	w->delivered++;
 	if (m->attempts < UINT16_MAX)
 		m->attempts++;
 	q->stats.delivered++;
@@ -281,6 +283,7 @@ static void put_back(struct mqd_worker *w, struct mqd_queue *q,
 {
 	m->attempts--;
 	q->stats.delivered--;
+	w->delivered--;
 	if (mqd_policy_enqueue(w, q, m, true) < 0)
 		mqd_queue_push_head(q, m); /* expiry checked when taken */
 }
@@ -291,7 +294,7 @@ static void give_to_get(struct mqd_worker *w, struct mqd_queue *q,
 {
 	struct mqd_message v;
 
-	count_delivery(q, m);
+	count_delivery(w, q, m);
 	m->queue = q;
 	if (!(r->flags & MQD_F_AUTO_ACK)) {
 		struct mqd_peer *p = mqd_worker_peer(w, r->conn);
@@ -319,7 +322,7 @@ static int give_to_consumer(struct mqd_worker *w, struct mqd_queue *q,
 	size_t hlen;
 
 	mqd_wbuf_init(&head);
-	count_delivery(q, m);
+	count_delivery(w, q, m);
 	message_view(q, m, &v);
 	hlen = mqd_enc_message_head(&head, MQD_OP_DELIVER, c->tag, &v);
 	o = head.oom ? NULL : output_new(w, hlen + m->body_len);
@@ -370,6 +373,10 @@ static struct mqd_msg *take_ready(struct mqd_worker *w, struct mqd_queue *q)
 
 void mqd_ops_dispatch(struct mqd_worker *w, struct mqd_queue *q)
 {
+	/* Shutting down: held messages may still be acked, nothing new goes
+	 * out. */
+	if (w->paused)
+		return;
 	while (q->ready > 0) {
 		struct mqd_req *r = q->waiters_head;
 		struct mqd_consumer *c = NULL;
@@ -677,6 +684,7 @@ static void exec_send(struct mqd_worker *w, struct mqd_req *r)
 	}
 	r->msg = NULL;
 	q->stats.sent++;
+	w->sent++;
 	if (r->flags & MQD_F_QUIET)
 		r->quiet_ok = true;
 	else
@@ -781,7 +789,7 @@ static void exec_consume(struct mqd_worker *w, struct mqd_req *r)
 	c->peer = p;
 	c->tag = r->tag;
 	c->prefetch = r->p.consume.prefetch ? r->p.consume.prefetch
-	                                    : w->srv->cfg.defaults.prefetch;
+	                                    : w->cfg.defaults.prefetch;
 	c->auto_ack = (r->flags & MQD_F_AUTO_ACK) != 0;
 	c->pnext = p->consumers;
 	p->consumers = c;
@@ -1062,4 +1070,157 @@ void mqd_ops_query(struct mqd_worker *w, struct mqd_mail_query *qm)
 	while ((q = mqd_qtable_next(&w->queues, &pos, &cur)) != NULL)
 		fill_info(w, q, &qm->rows[n++]);
 	qm->n = n;
+}
+
+/* ---- administration ----------------------------------------------------- */
+
+static void admin_fail(struct mqd_mail_query *qm, int code, const char *msg)
+{
+	qm->result->code = code;
+	snprintf(qm->result->message, sizeof qm->result->message, "%s", msg);
+}
+
+/* A DECLARE-style settings block (0 = default) as a DECLARE payload. */
+static void conf_as_declare(const struct mqd_queue_conf *c,
+                            struct mqd_declare *d)
+{
+	memset(d, 0, sizeof *d);
+	d->max_length = c->max_length;
+	d->max_bytes = c->max_bytes;
+	d->overflow = c->overflow;
+	d->message_ttl_ms = (uint32_t)c->message_ttl_ms;
+	d->ack_timeout_ms = (uint32_t)c->ack_timeout_ms;
+	d->max_attempts = c->max_attempts;
+	d->dead_letter.p = (const uint8_t *)c->dead_letter;
+	d->dead_letter.len = (uint32_t)strlen(c->dead_letter);
+}
+
+static void admin_declare(struct mqd_worker *w, struct mqd_mail_query *qm)
+{
+	size_t len = strlen(qm->name);
+	struct mqd_queue *q = mqd_qtable_get(&w->queues, qm->name, len);
+	struct mqd_queue_conf none;
+	const struct mqd_queue_conf *c = qm->has_settings ? &qm->settings : &none;
+	struct mqd_declare d;
+	struct mqd_qsettings s;
+	char why[600], msg[700];
+	int rc;
+
+	memset(&none, 0, sizeof none);
+	conf_as_declare(c, &d);
+	if (strcmp(c->dead_letter, qm->name) == 0) {
+		admin_fail(qm, MQD_ERR_BAD_ARGUMENT,
+		           "a queue cannot be its own dead-letter queue");
+		return;
+	}
+	if (q != NULL) {
+		if (settings_conflict(q, &d))
+			admin_fail(qm, MQD_ERR_CONFLICT,
+			           "queue exists with different settings");
+		return;
+	}
+	default_settings(w, &s);
+	if (d.max_length)
+		s.max_length = d.max_length;
+	if (d.max_bytes)
+		s.max_bytes = d.max_bytes;
+	if (d.overflow)
+		s.overflow = d.overflow;
+	if (d.message_ttl_ms)
+		s.message_ttl_ms = d.message_ttl_ms;
+	if (d.ack_timeout_ms)
+		s.ack_timeout_ms = d.ack_timeout_ms;
+	if (d.max_attempts)
+		s.max_attempts = d.max_attempts;
+	if (c->dead_letter[0] != '\0')
+		snprintf(s.dead_letter, sizeof s.dead_letter, "%s", c->dead_letter);
+	else if (strcmp(s.dead_letter, qm->name) == 0)
+		s.dead_letter[0] = '\0';
+	if (s.dead_letter[0] != '\0') {
+		rc = mqd_dlgraph_add(w->srv->dlgraph, qm->name, s.dead_letter,
+		                     why, sizeof why);
+		if (rc != 0) {
+			snprintf(msg, sizeof msg, "dead-letter chain loops: %s", why);
+			admin_fail(qm, rc > 0 ? MQD_ERR_BAD_ARGUMENT
+			                      : MQD_ERR_INTERNAL,
+			           rc > 0 ? msg : "out of memory");
+			return;
+		}
+	}
+	if (create_queue(w, qm->name, len, &s) == NULL) {
+		if (s.dead_letter[0] != '\0')
+			mqd_dlgraph_del(w->srv->dlgraph, qm->name);
+		admin_fail(qm, MQD_ERR_INTERNAL, "out of memory");
+		return;
+	}
+	qm->result->created = true;
+}
+
+/* Reload: a [queue NAME] section's settings, applied in place (created if
+ * the queue does not exist).  Messages already queued stay; new limits
+ * apply to what comes next. */
+static void admin_set(struct mqd_worker *w, struct mqd_mail_query *qm)
+{
+	size_t len = strlen(qm->name);
+	struct mqd_queue *q = mqd_qtable_get(&w->queues, qm->name, len);
+	struct mqd_qsettings s;
+	char why[600];
+
+	if (q == NULL) {
+		if (mqd_ops_create_configured(w, &qm->settings) < 0)
+			admin_fail(qm, MQD_ERR_INTERNAL, "out of memory");
+		else
+			qm->result->created = true;
+		return;
+	}
+	settings_from_conf(&s, &qm->settings);
+	if (strcmp(s.dead_letter, q->settings.dead_letter) != 0) {
+		if (q->settings.dead_letter[0] != '\0')
+			mqd_dlgraph_del(w->srv->dlgraph, q->name);
+		if (s.dead_letter[0] != '\0' &&
+		    mqd_dlgraph_add(w->srv->dlgraph, q->name, s.dead_letter, why,
+		                    sizeof why) != 0) {
+			/* Keep the old edge and settings: refuse the change. */
+			if (q->settings.dead_letter[0] != '\0' &&
+			    mqd_dlgraph_add(w->srv->dlgraph, q->name,
+			                    q->settings.dead_letter, NULL, 0) < 0)
+				q->settings.dead_letter[0] = '\0';
+			admin_fail(qm, MQD_ERR_BAD_ARGUMENT,
+			           "dead-letter chain would loop");
+			return;
+		}
+	}
+	q->settings = s;
+	mqd_ops_dispatch(w, q);
+}
+
+void mqd_ops_admin(struct mqd_worker *w, struct mqd_mail_query *qm)
+{
+	struct mqd_queue *q;
+
+	switch (qm->admin_op) {
+	case MQD_ADMIN_DECLARE:
+		admin_declare(w, qm);
+		return;
+	case -1:
+		admin_set(w, qm);
+		return;
+	default:
+		break;
+	}
+	q = mqd_qtable_get(&w->queues, qm->name, strlen(qm->name));
+	if (q == NULL) {
+		admin_fail(qm, MQD_ERR_NOT_FOUND, "no such queue");
+		return;
+	}
+	if (qm->admin_op == MQD_ADMIN_PURGE) {
+		qm->result->count = mqd_queue_purge(q, &w->timers);
+		q->stats.purged += qm->result->count;
+		return;
+	}
+	if (qm->if_empty && !mqd_queue_is_empty(q)) {
+		admin_fail(qm, MQD_ERR_CONFLICT, "queue is not empty");
+		return;
+	}
+	delete_queue(w, q);
 }

@@ -45,5 +45,8 @@ int mqd_ops_create_configured(struct mqd_worker *w,
 void mqd_ops_timer(struct mqd_worker *w);
 /* Fill a query part with this owner's rows. */
 void mqd_ops_query(struct mqd_worker *w, struct mqd_mail_query *q);
+/* Run an administrative queue operation (declare, delete, purge, or set
+ * the settings of a [queue NAME] section on reload) into q->result. */
+void mqd_ops_admin(struct mqd_worker *w, struct mqd_mail_query *q);
 
 #endif

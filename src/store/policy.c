@@ -190,6 +190,7 @@ void mqd_policy_receive_dead(struct mqd_worker *w, struct mqd_mail_dead *d)
 		return;
 	}
 	q->stats.sent++;
+	w->sent++;
 	mqd_ops_dispatch(w, q);
 }
 

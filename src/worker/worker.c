@@ -15,12 +15,98 @@
 #include "core/log.h"
 #include "net/conn.h"
 #include "server.h"
+#include "store/queue.h"
 #include "store/ops.h"
 #include "store/policy.h"
 #include "worker/worker.h"
 
 /* Mails taken per loop pass before letting sockets have a turn. */
 #define DRAIN_BATCH 4096
+
+static void fill_worker_info(struct mqd_worker *w, struct mqd_worker_info *i)
+{
+	size_t pos = 0;
+	struct mqd_queue *cur = NULL, *q;
+
+	memset(i, 0, sizeof *i);
+	i->index = w->index;
+	i->queues = w->queues.count;
+	i->connections = w->nconns;
+	while ((q = mqd_qtable_next(&w->queues, &pos, &cur)) != NULL) {
+		i->ready += q->ready;
+		i->held += q->held;
+		i->delayed += q->delayed;
+		i->bytes += q->bytes;
+	}
+	i->mails = w->mails;
+	i->frames = w->frames;
+	i->sent = w->sent;
+	i->delivered = w->delivered;
+}
+
+/* Connections at home here, and what every peer holds on this owner. */
+static void fill_conns(struct mqd_worker *w, struct mqd_mail_query *qm)
+{
+	size_t n = 0, pos = 0;
+	struct mqd_peer *p;
+
+	if (w->nconns > 0) {
+		qm->conns = calloc(w->nconns, sizeof *qm->conns);
+		if (qm->conns == NULL) {
+			qm->failed = true;
+			return;
+		}
+		for (struct mqd_conn *c = w->conns; c && n < w->nconns; c = c->next)
+			if (mqd_conn_info(c, &qm->conns[n]))
+				n++;
+	}
+	qm->nconns = n;
+	if (w->peers.count == 0)
+		return;
+	qm->held = calloc(w->peers.count, sizeof *qm->held);
+	if (qm->held == NULL) {
+		qm->failed = true;
+		return;
+	}
+	n = 0;
+	while ((p = mqd_idmap_next(&w->peers, &pos, NULL)) != NULL) {
+		qm->held[n].conn_id = p->conn_id;
+		qm->held[n].held = p->nheld;
+		n++;
+	}
+	qm->nheld = n;
+}
+
+static void answer_query(struct mqd_worker *w, struct mqd_mail_query *qm)
+{
+	switch (qm->kind) {
+	case MQD_QUERY_QUEUES:
+		mqd_ops_query(w, qm);
+		break;
+	case MQD_QUERY_WORKERS:
+		if (qm->winfo)
+			fill_worker_info(w, qm->winfo);
+		break;
+	case MQD_QUERY_CONNS:
+		fill_conns(w, qm);
+		break;
+	case MQD_QUERY_KILL:
+		for (struct mqd_conn *c = w->conns; c; c = c->next) {
+			if (c->id == qm->id && mqd_conn_info(c, NULL)) {
+				qm->found = true;
+				mqd_conn_kill(c);
+				break;
+			}
+		}
+		break;
+	case MQD_QUERY_ADMIN:
+		mqd_ops_admin(w, qm);
+		break;
+	default:
+		qm->failed = true;
+		break;
+	}
+}
 
 static void handle_mail(struct mqd_worker *w, struct mqd_mail *m)
 {
@@ -86,8 +172,18 @@ static void handle_mail(struct mqd_worker *w, struct mqd_mail *m)
 		mqd_policy_receive_dead(w, (struct mqd_mail_dead *)m);
 		break;
 	case MQD_MAIL_QUERY:
-		mqd_ops_query(w, (struct mqd_mail_query *)m);
+		answer_query(w, (struct mqd_mail_query *)m);
 		mqd_server_post_main(w->srv, m);
+		break;
+	case MQD_MAIL_CONFIG: {
+		struct mqd_config_mail *c = (struct mqd_config_mail *)m;
+		w->cfg = c->cfg;
+		free(c);
+		break;
+	}
+	case MQD_MAIL_PAUSE:
+		free(m);
+		w->paused = true;
 		break;
 	default:
 		mqd_log_error("worker %u: unknown mail type %d", w->index,
@@ -116,6 +212,7 @@ static void mailbox_cb(evutil_socket_t fd, short what, void *arg)
 		handle_mail(w, m);
 		n++;
 	}
+	w->mails += n;
 	/* More left: come back after the sockets have had a turn. */
 	if (n == DRAIN_BATCH)
 		event_active(w->mb_ev, EV_TIMEOUT, 0);
@@ -173,6 +270,9 @@ int mqd_worker_init(struct mqd_worker *w, struct mqd_server *srv,
 	memset(w, 0, sizeof *w);
 	w->srv = srv;
 	w->index = index;
+	w->cfg = srv->cfg;
+	w->cfg.queues = NULL; /* the sections belong to the server */
+	w->cfg.nqueues = 0;
 	mqd_qtable_init(&w->queues);
 	mqd_idmap_init(&w->held);
 	mqd_idmap_init(&w->peers);

@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/config.h"
 #include "store/idmap.h"
 #include "store/queue.h"
 #include "store/timers.h"
@@ -40,7 +41,23 @@ enum mqd_mail_type {
 	MQD_MAIL_SHUTDOWN,   /* main -> worker: close every connection */
 	MQD_MAIL_STOP,       /* main -> worker: leave the event loop */
 	MQD_MAIL_DEAD,       /* owner -> owner: a dead-lettered message */
-	MQD_MAIL_QUERY,      /* main -> owner -> main: queue rows */
+	MQD_MAIL_QUERY,      /* main -> worker -> main: see enum mqd_query_kind */
+	MQD_MAIL_CONFIG,     /* main -> worker: reloaded settings */
+	MQD_MAIL_PAUSE,      /* main -> worker: stop delivering (shutdown) */
+};
+
+/* What a MQD_MAIL_QUERY asks a worker for. */
+enum mqd_query_kind {
+	MQD_QUERY_QUEUES,  /* rows of its queues (one by name, or all) */
+	MQD_QUERY_WORKERS, /* its own figures */
+	MQD_QUERY_CONNS,   /* its connections, and what peers hold here */
+	MQD_QUERY_KILL,    /* close connection id if it is at home here */
+	MQD_QUERY_ADMIN,   /* declare/delete/purge/set a queue it owns */
+};
+
+struct mqd_config_mail {
+	struct mqd_mail mail;
+	struct mqd_config cfg; /* without [queue NAME] sections */
 };
 
 /* A message moving to its dead-letter queue on another owner. */
@@ -52,16 +69,37 @@ struct mqd_mail_dead {
 };
 
 struct mqd_queue_info;
+struct mqd_conn_info;
 struct mqd_query;
 
-/* One owner's part of a queue query: filled by the owner, sent back. */
+/* What a peer holds on an owner, for the connections listing. */
+struct mqd_held_count {
+	uint64_t conn_id;
+	uint64_t held;
+};
+
+/* One worker's part of a query: filled by the worker, sent back to the
+ * main thread, which owns it. */
 struct mqd_mail_query {
 	struct mqd_mail mail;
 	struct mqd_query *query; /* the main thread's gathering record */
-	char name[256];          /* "" = every queue */
-	struct mqd_queue_info *rows;
-	size_t n;
+	int kind;                /* enum mqd_query_kind */
+	unsigned dest;           /* the worker asked */
 	bool failed;             /* out of memory while filling */
+	char name[256];          /* QUEUES: "" = every queue; ADMIN: queue */
+	struct mqd_queue_info *rows; /* QUEUES */
+	size_t n;
+	struct mqd_worker_info *winfo; /* WORKERS (one row) */
+	struct mqd_conn_info *conns;   /* CONNS */
+	size_t nconns;
+	struct mqd_held_count *held;
+	size_t nheld;
+	uint64_t id;             /* KILL */
+	bool found;
+	int admin_op;            /* ADMIN: enum mqd_admin_op, or -1 = set */
+	struct mqd_queue_conf settings;
+	bool has_settings, if_empty;
+	struct mqd_admin_result *result;
 };
 
 struct mqd_mail_conn_new {
@@ -136,6 +174,12 @@ struct mqd_worker {
 	struct mqd_conn *conns; /* list of live and closing connections */
 	unsigned nconns;
 	bool shutting_down;
+	bool paused;            /* shutdown: deliver nothing more */
+	/* This worker's own copy of the settings it reads: reload sends a
+	 * new one, so no thread reads what another writes. */
+	struct mqd_config cfg;
+	/* Counters for stats and metrics (read through queries). */
+	uint64_t mails, frames, sent, delivered;
 	bool started; /* its thread is running (main thread's view) */
 };
 
