@@ -19,7 +19,7 @@ run | check) ;;
 esac
 
 # Debian packages the build needs; configure.ac says which library each gives.
-PKGS="gcc make autoconf automake libtool pkg-config libevent-dev libssl-dev check libinih-dev libxxhash-dev libjansson-dev"
+PKGS="gcc make autoconf automake libtool pkg-config libevent-dev libssl-dev check libinih-dev libxxhash-dev libjansson-dev libsystemd-dev"
 missing=""
 for p in $PKGS; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

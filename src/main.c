@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,8 +17,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+
 #include "core/config.h"
 #include "core/log.h"
+#include "core/notify.h"
 #include "server.h"
 
 #ifndef SYSCONFDIR
@@ -147,6 +150,11 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	/* An absolute path, so a reload after -d (which chdirs to /) reads
+	 * the same file. */
+	static char abspath[PATH_MAX];
+	if (realpath(path, abspath) != NULL)
+		path = abspath;
 	if (mqd_config_load(&cfg, path, err, sizeof err) < 0) {
 		fprintf(stderr, "%s\n", err);
 		return 1;
@@ -195,6 +203,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	tell_parent(&ready_fd, 'R');
+	mqd_notify("READY=1");
 	rc = mqd_server_run(&srv);
 	mqd_server_free(&srv);
 	if (daemon && cfg.pidfile[0] != '\0')

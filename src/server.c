@@ -30,6 +30,7 @@
 #include "admin/control.h"
 #include "admin/metrics.h"
 #include "core/log.h"
+#include "core/notify.h"
 #include "net/listener.h"
 #include "proto/proto.h"
 #include "server.h"
@@ -562,8 +563,14 @@ static void begin_stop(struct mqd_server *s, const char *why)
 	if (atomic_exchange(&s->stopping, true))
 		return;
 	mqd_log_info("%s: stopping", why);
-	for (struct mqd_listener *l = s->listeners; l; l = mqd_listener_next(l))
-		mqd_listener_disable(l);
+	mqd_notify("STOPPING=1");
+	/* Close the listening sockets: a client trying to connect now is
+	 * refused at once instead of waiting in the kernel's backlog. */
+	for (struct mqd_listener *l = s->listeners, *next; l; l = next) {
+		next = mqd_listener_next(l);
+		mqd_listener_free(l);
+	}
+	s->listeners = NULL;
 	s->stop_started = mqd_mono_ms();
 	post_all(s, MQD_MAIL_SHUTDOWN);
 	s->stop_timer = event_new(s->base, -1, EV_PERSIST, stop_check_cb, s);
@@ -627,13 +634,15 @@ void mqd_server_shutdown(struct mqd_server *s, uint64_t timeout_ms)
 		             (unsigned long long)timeout_ms);
 		return;
 	}
+	mqd_notify("STOPPING=1");
 	mqd_log_info("shutting down: no new connections, no new deliveries; "
 	             "waiting up to %llu ms for held messages to be acked",
 	             (unsigned long long)timeout_ms);
 	s->draining = true;
 	s->drain_deadline = deadline;
-	for (struct mqd_listener *l = s->listeners; l; l = mqd_listener_next(l))
-		mqd_listener_disable(l);
+	/* Connections still come in, and their HELLO gets SHUTTING_DOWN:
+	 * a client learns at once rather than hanging. */
+	atomic_store(&s->refuse_new, true);
 	post_all(s, MQD_MAIL_PAUSE);
 	if (s->drain_timer == NULL)
 		s->drain_timer = event_new(s->base, -1, EV_PERSIST, drain_tick_cb, s);
@@ -649,7 +658,9 @@ int mqd_server_log_reopen(struct mqd_server *s)
 {
 	(void)s;
 	if (mqd_log_reopen() < 0) {
-		mqd_log_error("cannot reopen the log file: %s", strerror(errno));
+		int err = errno;
+		mqd_log_error("cannot reopen the log file: %s", strerror(err));
+		errno = err; /* for the caller's message */
 		return -1;
 	}
 	mqd_log_info("log file reopened");
@@ -749,15 +760,18 @@ void mqd_server_reload(struct mqd_server *s, struct mqd_reload_result *out)
 		snprintf(out->error, sizeof out->error, "out of memory");
 		return;
 	}
+	mqd_notify("RELOADING=1");
 	if (mqd_config_load(n, old->path, out->error, sizeof out->error) < 0) {
 		mqd_log_error("reload refused, running configuration kept: %s",
 		              out->error);
 		free(n);
+		mqd_notify("READY=1");
 		return;
 	}
 	keep_restart_only(old, n, out->restart_needed,
 	                  sizeof out->restart_needed);
-	if (old->log_level != n->log_level) {
+	/* Against the level in force: reload undoes a `loglevel`. */
+	if (mqd_log_get_level() != n->log_level) {
 		mqd_log_set_level(n->log_level);
 		add_item(out->applied, sizeof out->applied, "log_level");
 	}
@@ -810,6 +824,7 @@ void mqd_server_reload(struct mqd_server *s, struct mqd_reload_result *out)
 	s->cfg = *n;
 	free(n);
 	out->ok = true;
+	mqd_notify("READY=1");
 	mqd_log_info("configuration reloaded; applied: %s; needs a restart: %s",
 	             out->applied[0] ? out->applied : "nothing",
 	             out->restart_needed[0] ? out->restart_needed : "nothing");
@@ -871,6 +886,7 @@ int mqd_server_init(struct mqd_server *s, const struct mqd_config *cfg)
 	atomic_init(&s->live_conns, 0);
 	atomic_init(&s->next_conn_id, 1);
 	atomic_init(&s->stopping, false);
+	atomic_init(&s->refuse_new, false);
 	atomic_init(&s->shutdown_acks, 0);
 	s->started_ms = mqd_now_ms();
 	s->base = event_base_new();

@@ -35,6 +35,7 @@ struct mqd_server {
 	atomic_uint live_conns;    /* connection structs not yet freed */
 	atomic_uint_least64_t next_conn_id;
 	atomic_bool stopping;
+	atomic_bool refuse_new;    /* shutting down: HELLO gets SHUTTING_DOWN */
 	atomic_uint shutdown_acks; /* workers that began closing everything */
 	uint64_t stop_started;
 	uint64_t started_ms;

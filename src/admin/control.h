@@ -5,8 +5,10 @@
  *
  * It lives on the main thread's event loop and never touches a queue: what
  * it reports about queues it asks their owners for through the workers'
- * mailboxes (mqd_server_query_queues), so an admin command never stops the
- * message path.  Replies go back in command order per client.
+ * mailboxes (mqd_server_query_queues and the other mqd_server_* admin
+ * calls), so an admin command never stops the message path.  Replies go
+ * back in command order per client.  The commands and their replies are
+ * documented in doc/CONTROL.md.
  */
 #ifndef MQD_CONTROL_H
 #define MQD_CONTROL_H
@@ -16,7 +18,8 @@ struct mqd_control;
 
 /*
  * Main thread, after the listeners are bound: create the socket at
- * s->cfg.control_socket with mode 0600 and start accepting.  A stale socket
+ * s->cfg.control_socket with mode s->cfg.control_socket_mode (0600 by
+ * default) and start accepting.  A stale socket
  * file (nothing listens on it) is replaced; a live one (another mqd) or a
  * path that cannot be used makes it fail.  Returns 0, or -1 after logging
  * why (s->control stays NULL).

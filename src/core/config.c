@@ -65,6 +65,8 @@ enum key_type {
 	T_LOGLEVEL, /* error, warn, info, debug */
 	T_OVERFLOW, /* reject, drop_head */
 	T_QUEUE,    /* a queue name, or empty for none */
+	T_MODE,     /* permission bits in octal: 0600, 660 */
+	T_ADDR,     /* one host:port or [v6]:port, or empty for off */
 };
 
 /* overflow's values, as DECLARE carries them. */
@@ -107,6 +109,8 @@ struct section {
 
 static int set_listen(const struct key *k, void *base, const char *value,
                       char *msg, size_t msglen);
+static int set_metrics_listen(const struct key *k, void *base,
+                              const char *value, char *msg, size_t msglen);
 
 #define SRV(m)                                                                \
 	.offset = offsetof(struct mqd_config, m),                             \
@@ -122,9 +126,11 @@ static int set_listen(const struct key *k, void *base, const char *value,
 	.size = sizeof(((struct mqd_queue_conf *)0)->m)
 
 /*
- * The settings of a queue, for [defaults] (F = QDQ, may be reloaded: they
- * apply to queues created afterwards) and [queue NAME] (F = QUE).  The
- * durations go to DECLARE as u32 milliseconds, hence their maximum.
+ * The settings of a queue, for [defaults] (F = QDQ) and [queue NAME]
+ * (F = QUE).  Both may be reloaded: a reload applies a [queue NAME]'s
+ * settings to the running queue (creating it if new), and [defaults] to
+ * queues created afterwards.  The durations go to DECLARE as u32
+ * milliseconds, hence their maximum.
  */
 #define QUEUE_KEYS(SEC, F, RELOAD)                                            \
 	{ .section = SEC, .name = "max_length", .type = T_UINT,               \
@@ -168,6 +174,14 @@ static const struct key keys[] = {
 	  .def = "/run/mqd/mqd.sock", SRV(control_socket), .min = 1,
 	  .path = true,
 	  .doc = "path of the Unix socket for mqctl" },
+	{ .section = "server", .name = "control_socket_mode", .type = T_MODE,
+	  .def = "0600", SRV(control_socket_mode), .max = 0777,
+	  .doc = "permissions of the control socket, in octal; 0660 lets the "
+	         "file's group administer too" },
+	{ .section = "server", .name = "metrics_listen", .type = T_ADDR,
+	  .def = "", SRV(metrics_listen), .set = set_metrics_listen,
+	  .doc = "host:port serving GET /metrics (Prometheus) and a status "
+	         "page; empty = off" },
 	{ .section = "server", .name = "workers", .type = T_UINT,
 	  .def = "0", SRV(workers), .max = 256,
 	  .doc = "worker threads; 0 = one per CPU" },
@@ -189,7 +203,7 @@ static const struct key keys[] = {
 	  .def = "info", SRV(log_level), .reload_ok = true,
 	  .doc = "least severe level logged: error, warn, info or debug" },
 	{ .section = "server", .name = "log_file", .type = T_STRING,
-	  .def = "", SRV(log_file), .path = true, .reload_ok = true,
+	  .def = "", SRV(log_file), .path = true,
 	  .doc = "\"\" = standard error, \"syslog\" = syslog, else a file" },
 	{ .section = "server", .name = "pidfile", .type = T_STRING,
 	  .def = "", SRV(pidfile), .path = true,
@@ -206,7 +220,7 @@ static const struct key keys[] = {
 	         "CONSUME says 0" },
 	QUEUE_KEYS("defaults", QDQ, true),
 	/* [queue NAME]: these must stay the last rows (see queue_key_bit). */
-	QUEUE_KEYS("queue", QUE, false),
+	QUEUE_KEYS("queue", QUE, true),
 };
 
 #define NKEYS ARRAY_LEN(keys)
@@ -639,6 +653,63 @@ static int set_listen(const struct key *k, void *base, const char *value,
 	return 0;
 }
 
+/* metrics_listen: one address, or "" for off (metrics_on follows). */
+static int set_metrics_listen(const struct key *k, void *base,
+                              const char *value, char *msg, size_t msglen)
+{
+	struct mqd_config *cfg = base;
+	struct mqd_listen_addr a;
+	char why[160];
+
+	if (value[0] == '\0') {
+		cfg->metrics_on = false;
+		memset(&cfg->metrics_listen, 0, sizeof(cfg->metrics_listen));
+		return 0;
+	}
+	if (strchr(value, ',') != NULL)
+		return fail(msg, msglen, "bad address '%s' for %s (one "
+		            "host:port only, not a list)", value, k->name);
+	/* Zeroed for the same reason as set_string. */
+	memset(&a, 0, sizeof(a));
+	if (parse_one_addr(value, strlen(value), &a, why, sizeof(why)) < 0)
+		return fail(msg, msglen, "bad address '%s' for %s (%s)", value,
+		            k->name, why);
+	cfg->metrics_listen = a;
+	cfg->metrics_on = true;
+	return 0;
+}
+
+/*
+ * File permission bits in octal, as chmod takes them (0660, 660).  The
+ * owner must keep read and write: connecting to a Unix socket needs write
+ * permission, and a control socket its own user cannot use is a mistake.
+ */
+static int set_mode(const struct key *k, void *base, const char *value,
+                    char *msg, size_t msglen)
+{
+	const char *s = value;
+	uint64_t v = 0;
+
+	if (*s == '\0')
+		goto bad;
+	for (; *s != '\0'; s++) {
+		if (*s < '0' || *s > '7')
+			goto bad;
+		v = v * 8 + (uint64_t)(*s - '0');
+		if (v > k->max)
+			goto bad;
+	}
+	if ((v & 0600) != 0600)
+		return fail(msg, msglen, "bad mode '%s' for %s (the owner needs "
+		            "read and write: 06xx)", value, k->name);
+	store_uint(k, base, v);
+	return 0;
+bad:
+	return fail(msg, msglen, "bad mode '%s' for %s (write permission bits "
+	            "in octal, 0600 to 0777, e.g. 0600 or 0660)", value,
+	            k->name);
+}
+
 static int set_overflow(const struct key *k, void *base, const char *value,
                         char *msg, size_t msglen)
 {
@@ -688,6 +759,8 @@ static const key_setter type_setters[] = {
 	[T_LOGLEVEL] = set_loglevel,
 	[T_OVERFLOW] = set_overflow,
 	[T_QUEUE] = set_queue_name,
+	[T_MODE] = set_mode,
+	[T_ADDR] = NULL, /* each key of this type has its own setter */
 };
 
 static int set_key(const struct key *k, void *base, const char *value,

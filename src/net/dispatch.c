@@ -90,7 +90,7 @@ static void on_hello(struct mqd_conn *c, const struct mqd_frame *f,
 		               "this server speaks protocol version 1");
 		return;
 	}
-	if (atomic_load(&s->stopping)) {
+	if (atomic_load(&s->stopping) || atomic_load(&s->refuse_new)) {
 		mqd_conn_fatal(c, f->tag, MQD_ERR_SHUTTING_DOWN,
 		               "server shutting down");
 		return;

@@ -94,6 +94,10 @@ static void assert_defaults(const struct mqd_config *c)
 	ck_assert_str_eq(c->listen[0].host, "127.0.0.1");
 	ck_assert_uint_eq(c->listen[0].port, 7400);
 	ck_assert_str_eq(c->control_socket, "/run/mqd/mqd.sock");
+	ck_assert_uint_eq(c->control_socket_mode, 0600);
+	ck_assert(!c->metrics_on);
+	ck_assert_str_eq(c->metrics_listen.host, "");
+	ck_assert_uint_eq(c->metrics_listen.port, 0);
 	ck_assert_uint_eq(c->workers, 0);
 	ck_assert_uint_eq(c->max_connections, 10000);
 	ck_assert_uint_eq(c->max_frame, 1024 * 1024);
@@ -216,6 +220,8 @@ static const struct {
 } every_key[] = {
 	{ "server.listen", "0.0.0.0:7401, [::1]:0" },
 	{ "server.control_socket", "/tmp/mqd-test.sock" },
+	{ "server.control_socket_mode", "0660" },
+	{ "server.metrics_listen", "[::1]:9400" },
 	{ "server.workers", "4" },
 	{ "server.max_connections", "12" },
 	{ "server.max_frame", "4M" },
@@ -270,6 +276,10 @@ START_TEST(test_every_key)
 	ck_assert_str_eq(cfg.listen[1].host, "::1");
 	ck_assert_uint_eq(cfg.listen[1].port, 0);
 	ck_assert_str_eq(cfg.control_socket, "/tmp/mqd-test.sock");
+	ck_assert_uint_eq(cfg.control_socket_mode, 0660);
+	ck_assert(cfg.metrics_on);
+	ck_assert_str_eq(cfg.metrics_listen.host, "::1");
+	ck_assert_uint_eq(cfg.metrics_listen.port, 9400);
 	ck_assert_uint_eq(cfg.workers, 4);
 	ck_assert_uint_eq(cfg.max_connections, 12);
 	ck_assert_uint_eq(cfg.max_frame, 4 * 1024 * 1024);
@@ -287,10 +297,10 @@ START_TEST(test_every_key)
 	ck_assert_uint_eq(cfg.defaults.queue.ack_timeout_ms, 0);
 	ck_assert_uint_eq(cfg.defaults.queue.max_attempts, 3);
 	ck_assert_str_eq(cfg.defaults.queue.dead_letter, "dlq");
-	ck_assert_uint_eq(cfg.defaults.queue.line, 13);
+	ck_assert_uint_eq(cfg.defaults.queue.line, 15);
 	ck_assert_uint_eq(cfg.nqueues, 1);
 	ck_assert_str_eq(cfg.queues[0].name, "every");
-	ck_assert_uint_eq(cfg.queues[0].line, 22);
+	ck_assert_uint_eq(cfg.queues[0].line, 24);
 	ck_assert_uint_eq(cfg.queues[0].max_length, 5);
 	ck_assert_uint_eq(cfg.queues[0].max_bytes, 2048);
 	ck_assert_uint_eq(cfg.queues[0].overflow, 1);
@@ -323,12 +333,12 @@ START_TEST(test_config_keys)
 	const char *const *names, *const *again;
 	size_t n = mqd_config_keys(&names), i, j;
 
-	ck_assert_uint_eq(n, 26);
+	ck_assert_uint_eq(n, 28);
 	ck_assert_str_eq(names[0], "server.listen");
-	ck_assert_str_eq(names[11], "defaults.prefetch");
-	ck_assert_str_eq(names[12], "defaults.max_length");
-	ck_assert_str_eq(names[18], "defaults.dead_letter");
-	ck_assert_str_eq(names[19], "queue.max_length");
+	ck_assert_str_eq(names[13], "defaults.prefetch");
+	ck_assert_str_eq(names[14], "defaults.max_length");
+	ck_assert_str_eq(names[20], "defaults.dead_letter");
+	ck_assert_str_eq(names[21], "queue.max_length");
 	ck_assert_str_eq(names[n - 1], "queue.dead_letter");
 	for (i = 0; i < n; i++) {
 		const char *dot = strchr(names[i], '.');
@@ -671,6 +681,105 @@ START_TEST(test_max_memory)
 	load_key_err("server", "max_memory", "1T", "bad size '1T'");
 	load_err("[defaults]\nmax_memory = 1G\n", 2,
 	         "unknown key 'max_memory' in [defaults]");
+}
+END_TEST
+
+/* ------------------------------------------------------------ control socket mode */
+
+static const struct {
+	const char *value;
+	bool ok;
+	uint32_t mode;
+} mode_cases[] = {
+	{ "0600", true, 0600 },
+	{ "0660", true, 0660 },
+	{ "660", true, 0660 },
+	{ "0777", true, 0777 },
+	{ "000640", true, 0640 },
+	{ "0", false, 0 },
+	{ "0400", false, 0 },      /* the owner could not connect */
+	{ "0200", false, 0 },
+	{ "0060", false, 0 },
+	{ "1777", false, 0 },      /* sticky: not a permission bit */
+	{ "4600", false, 0 },
+	{ "0680", false, 0 },      /* not octal */
+	{ "0x1b0", false, 0 },
+	{ "rw-------", false, 0 },
+	{ "-0600", false, 0 },
+	{ "", false, 0 },
+	{ "077777777777777777777777", false, 0 },
+};
+
+START_TEST(test_control_socket_mode)
+{
+	const char *v = mode_cases[_i].value;
+
+	if (mode_cases[_i].ok) {
+		load_key("server", "control_socket_mode", v);
+		ck_assert_uint_eq(cfg.control_socket_mode, mode_cases[_i].mode);
+		return;
+	}
+	load_key_err("server", "control_socket_mode", v, "bad mode '");
+	load_key_err("server", "control_socket_mode", v,
+	             "' for control_socket_mode (");
+}
+END_TEST
+
+START_TEST(test_control_socket_mode_messages)
+{
+	load_key_err("server", "control_socket_mode", "0400",
+	             "bad mode '0400' for control_socket_mode (the owner needs "
+	             "read and write: 06xx)");
+	load_key_err("server", "control_socket_mode", "0680",
+	             "bad mode '0680' for control_socket_mode (write "
+	             "permission bits in octal, 0600 to 0777, e.g. 0600 or "
+	             "0660)");
+	load_err("[defaults]\ncontrol_socket_mode = 0600\n", 2,
+	         "unknown key 'control_socket_mode' in [defaults]");
+}
+END_TEST
+
+/* ------------------------------------------------------------ metrics_listen */
+
+START_TEST(test_metrics_listen)
+{
+	load_key("server", "metrics_listen", "127.0.0.1:9400");
+	ck_assert(cfg.metrics_on);
+	ck_assert_str_eq(cfg.metrics_listen.host, "127.0.0.1");
+	ck_assert_uint_eq(cfg.metrics_listen.port, 9400);
+	load_key("server", "metrics_listen", "[::]:0");
+	ck_assert(cfg.metrics_on);
+	ck_assert_str_eq(cfg.metrics_listen.host, "::");
+	ck_assert_uint_eq(cfg.metrics_listen.port, 0);
+	load_key("server", "metrics_listen", "localhost:9400");
+	ck_assert_str_eq(cfg.metrics_listen.host, "localhost");
+	/* Empty: off, and the address is cleared. */
+	load_key("server", "metrics_listen", "");
+	ck_assert(!cfg.metrics_on);
+	ck_assert_str_eq(cfg.metrics_listen.host, "");
+	ck_assert_uint_eq(cfg.metrics_listen.port, 0);
+	/* Independent of listen: the same port is the kernel's business. */
+	load_ok("[server]\nlisten = 127.0.0.1:7400\n"
+	        "metrics_listen = 127.0.0.1:7401\n");
+	ck_assert_uint_eq(cfg.nlisten, 1);
+	ck_assert_uint_eq(cfg.metrics_listen.port, 7401);
+
+	load_key_err("server", "metrics_listen", "127.0.0.1:9400, [::1]:9400",
+	             "bad address '127.0.0.1:9400, [::1]:9400' for "
+	             "metrics_listen (one host:port only, not a list)");
+	load_key_err("server", "metrics_listen", "127.0.0.1",
+	             "bad address '127.0.0.1' for metrics_listen (missing "
+	             "port: write 127.0.0.1:7400)");
+	load_key_err("server", "metrics_listen", "::1:9400",
+	             "an IPv6 address needs brackets");
+	load_key_err("server", "metrics_listen", "[::1]:65536",
+	             "port must be 0 to 65535");
+	load_key_err("server", "metrics_listen", ":9400", "missing host");
+	load_key_err("server", "metrics_listen", "[1.2.3.4]:9400",
+	             "brackets are for IPv6 addresses");
+	load_err("[server]\nmetrics_listen = 127.0.0.1:1\n"
+	         "metrics_listen = 127.0.0.1:2\n", 3,
+	         "repeated key 'metrics_listen' in [server]");
 }
 END_TEST
 
@@ -1871,6 +1980,10 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_strings);
 	tcase_add_test(tc, test_log_level_key);
 	tcase_add_test(tc, test_max_memory);
+	tcase_add_loop_test(tc, test_control_socket_mode, 0,
+	                    ARRAY_LEN(mode_cases));
+	tcase_add_test(tc, test_control_socket_mode_messages);
+	tcase_add_test(tc, test_metrics_listen);
 	tcase_add_test(tc, test_config_free);
 	suite_add_tcase(s, tc);
 
