@@ -134,6 +134,8 @@ struct mqd_conn_info {
 	uint32_t consumers;
 	uint64_t held;
 	uint64_t bytes_in, bytes_out;
+	uint32_t subscriptions;
+	uint64_t dropped; /* published messages lost: it read too slowly */
 };
 typedef void (*mqd_conns_cb)(void *arg, const struct mqd_conn_info *rows,
                              size_t n);

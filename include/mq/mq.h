@@ -184,6 +184,42 @@ int mq_ack(mq_conn *c, const uint64_t *ids, uint16_t n, unsigned flags,
 int mq_nack(mq_conn *c, const uint64_t *ids, uint16_t n, int requeue,
             uint32_t delay_ms, unsigned flags, uint32_t *count);
 
+/* ---- publish / subscribe ------------------------------------------------ */
+
+/* PUBLISH to a topic ("orders.eu.paid"); *receivers (may be NULL) gets how
+ * many live subscriptions and bound queues took a copy.  o as for
+ * mq_send (ttl, delay and priority apply to the queue copies).  With
+ * flags MQ_QUIET nothing is waited for. */
+int mq_publish(mq_conn *c, const char *topic, const void *body, size_t len,
+               const struct mq_send_opts *o, unsigned flags,
+               uint32_t *receivers);
+/* SUBSCRIBE to a pattern ("orders.*.paid", "bits.>"); deliveries come
+ * through mq_next with m->tag == *tag and m->source the topic.
+ * At-most-once: a subscriber that falls too far behind loses messages. */
+int mq_subscribe(mq_conn *c, const char *pattern, uint32_t *tag);
+int mq_unsubscribe(mq_conn *c, uint32_t tag);
+/* Every PUBLISH whose topic matches pattern puts a copy in queue. */
+int mq_bind(mq_conn *c, const char *queue, const char *pattern);
+int mq_unbind(mq_conn *c, const char *queue, const char *pattern);
+
+/* ---- request / reply ------------------------------------------------------ */
+
+/*
+ * Send a request to queue and wait up to timeout_ms for its reply.  The
+ * first call declares a server-named EXCLUSIVE reply queue for this
+ * connection and consumes it (AUTO_ACK); each request carries headers
+ * reply-to (that queue) and correlation-id (unique on this connection).
+ * Replies to earlier, timed-out requests are dropped.  Other deliveries
+ * that arrive meanwhile stay queued for mq_next.  MQ_ERR_TIMEOUT if no
+ * reply came.
+ */
+int mq_request(mq_conn *c, const char *queue, const void *body, size_t len,
+               uint32_t timeout_ms, struct mq_message **reply);
+/* The serving side: SEND body to the request's reply-to queue with its
+ * correlation-id.  MQ_ERR_INVALID if the request has no reply-to. */
+int mq_reply(mq_conn *c, const struct mq_message *request, const void *body,
+             size_t len);
+
 void mq_message_free(struct mq_message *m);
 
 /* Find a header's value in a message; returns its length or -1 if absent,

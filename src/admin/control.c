@@ -683,7 +683,8 @@ CMD(queue)
 
 static json_t *conn_json(const struct mqd_conn_info *r)
 {
-	return json_pack("{s:I, s:I, s:o, s:o, s:o, s:I, s:I, s:I, s:I, s:I}",
+	return json_pack("{s:I, s:I, s:o, s:o, s:o, s:I, s:I, s:I, s:I, s:I, "
+	                 "s:I, s:I}",
 	                 "id", JI(r->id), "worker", JI(r->worker),
 	                 "peer", jstr(r->peer, sizeof r->peer),
 	                 "client", jstr(r->client, sizeof r->client),
@@ -691,7 +692,9 @@ static json_t *conn_json(const struct mqd_conn_info *r)
 	                 "age_s", JI(r->age_ms / 1000),
 	                 "consumers", JI(r->consumers), "held", JI(r->held),
 	                 "bytes_in", JI(r->bytes_in),
-	                 "bytes_out", JI(r->bytes_out));
+	                 "bytes_out", JI(r->bytes_out),
+	                 "subscriptions", JI(r->subscriptions),
+	                 "dropped", JI(r->dropped));
 }
 
 static void conns_cb(void *arg, const struct mqd_conn_info *rows, size_t n)
@@ -1140,7 +1143,7 @@ static json_t *server_conf_json(const struct mqd_server *srv)
 	snprintf(mode, sizeof mode, "%04o", (unsigned)cfg->control_socket_mode);
 	return json_pack(
 		"{s:o, s:o, s:s, s:o, s:I, s:I, s:I, s:b, s:I, s:s, s:o, s:o,"
-		" s:I}",
+		" s:I, s:I}",
 		"listen", listen,
 		"control_socket", jstr(cfg->control_socket,
 		                       sizeof cfg->control_socket),
@@ -1158,7 +1161,8 @@ static json_t *server_conf_json(const struct mqd_server *srv)
 		"log_level", mqd_log_level_name(mqd_log_get_level()),
 		"log_file", jstr(cfg->log_file, sizeof cfg->log_file),
 		"pidfile", jstr(cfg->pidfile, sizeof cfg->pidfile),
-		"max_memory", JI(cfg->max_memory));
+		"max_memory", JI(cfg->max_memory),
+		"slow_consumer_bytes", JI(cfg->slow_consumer_bytes));
 }
 
 CMD(config)

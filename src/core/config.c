@@ -212,6 +212,11 @@ static const struct key keys[] = {
 	  .def = "0", SRV(max_memory), .max = UINT64_MAX, .reload_ok = true,
 	  .doc = "bytes of messages held across all queues; over it SEND gets "
 	         "MEMORY_LIMIT; 0 = no limit" },
+	{ .section = "server", .name = "slow_consumer_bytes", .type = T_SIZE,
+	  .def = "64M", SRV(slow_consumer_bytes), .min = 1, .max = UINT64_MAX,
+	  .reload_ok = true,
+	  .doc = "unsent output above which a live subscriber loses published "
+	         "messages (counted) instead of slowing the publisher" },
 	/* [defaults] */
 	{ .section = "defaults", .name = "prefetch", .type = T_UINT,
 	  .def = "1000", QDEF(prefetch), .min = 1, .max = 65535,

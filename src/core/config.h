@@ -64,6 +64,8 @@ struct mqd_config {
 	char log_file[4096];      /* "" = stderr, "syslog" = syslog */
 	char pidfile[4096];       /* "" = none; used with -d */
 	uint64_t max_memory;      /* size, 0 = no limit */
+	uint64_t slow_consumer_bytes; /* size, default 64M: a subscriber with
+	                               * more unsent output loses messages */
 	/* [defaults] */
 	struct mqd_queue_defaults defaults;
 	/* [queue NAME] sections, in file order (malloc'd; see

@@ -172,14 +172,22 @@ void mqd_conn_req_done(struct mqd_req *r)
 	if (r->parent) {
 		struct mqd_req *p = r->parent;
 		p->count += r->count;
+		/* The first part that failed answers for the whole. */
+		if (r->reply.len > 4 && r->reply.data[4] == MQD_OP_ERROR &&
+		    p->reply.len == 0)
+			mqd_w_bytes(&p->reply, r->reply.data, r->reply.len);
 		mqd_req_free(r);
 		if (--p->parts > 0)
 			return;
 		r = p;
-		if (r->flags & MQD_F_QUIET)
+		if (r->reply.len > 0)
+			;
+		else if (r->flags & MQD_F_QUIET)
 			r->quiet_ok = true;
-		else
+		else if (r->op == MQD_OP_ACK || r->op == MQD_OP_NACK)
 			mqd_enc_ok_u32(&r->reply, r->tag, r->count);
+		else
+			mqd_enc_ok(&r->reply, r->tag);
 	}
 	/* A refused CONSUME leaves no consumer behind. */
 	if (r->op == MQD_OP_CONSUME && r->reply.len > 4 &&
@@ -268,12 +276,64 @@ static void output_free_cb(const void *data, size_t len, void *arg)
 	free(arg);
 }
 
+static void shared_free_cb(const void *data, size_t len, void *arg)
+{
+	(void)data;
+	(void)len;
+	mqd_shared_unref(arg);
+}
+
+/* A published message for subscription o->tag: dropped when the
+ * subscription is gone (or was replaced) or the subscriber is too far
+ * behind; else written, the shared payload by reference. */
+static void output_published(struct mqd_conn *c, struct mqd_mail_output *o)
+{
+	struct mqd_conn_sub *cs = mqd_conn_find_sub(c, o->tag);
+	struct mqd_shared *sh = o->shared;
+	struct evbuffer *out;
+
+	if (!writable(c) || c->state == MQD_CONN_DRAIN || cs == NULL ||
+	    cs->sub_id != o->sub_id)
+		goto drop;
+	out = out_buf(c);
+	if (evbuffer_get_length(out) > c->home->cfg.slow_consumer_bytes) {
+		c->dropped_slow++;
+		goto drop;
+	}
+	if (c->fifo_head != NULL) {
+		/* Behind a pending reply: keep order through the FIFO. */
+		struct mqd_req *r = mqd_req_new(c, NULL, 0);
+		if (r == NULL)
+			goto drop;
+		mqd_w_bytes(&r->reply, o->data, o->len);
+		if (sh)
+			mqd_w_bytes(&r->reply, sh->data, sh->len);
+		r->done = true;
+	} else if (evbuffer_add(out, o->data, o->len) < 0 ||
+	           (sh && evbuffer_add_reference(out, sh->data, sh->len,
+	                                         shared_free_cb, sh) < 0)) {
+		goto drop;
+	} else {
+		sh = NULL; /* the buffer holds our reference now */
+	}
+	c->bytes_out += o->len + (o->shared ? o->shared->len : 0);
+drop:
+	mqd_shared_unref(sh);
+	free(o);
+}
+
 void mqd_conn_output(struct mqd_conn *c, struct mqd_mail_output *o)
 {
-	struct mqd_conn_consumer *cc = mqd_conn_find_consumer(c, o->tag);
+	struct mqd_conn_consumer *cc;
 	uint32_t credit = o->credit;
 	unsigned owner = o->owner;
 	uint32_t tag = o->tag;
+
+	if (o->sub_id != 0) {
+		output_published(c, o);
+		return;
+	}
+	cc = mqd_conn_find_consumer(c, o->tag);
 
 	if (o->cancelled)
 		mqd_conn_forget_consumer(c, o->tag);
@@ -330,6 +390,26 @@ void mqd_conn_forget_consumer(struct mqd_conn *c, uint32_t tag)
 			struct mqd_conn_consumer *cc = *pp;
 			*pp = cc->next;
 			free(cc);
+			return;
+		}
+	}
+}
+
+struct mqd_conn_sub *mqd_conn_find_sub(struct mqd_conn *c, uint32_t tag)
+{
+	for (struct mqd_conn_sub *cs = c->subs; cs; cs = cs->next)
+		if (cs->tag == tag)
+			return cs;
+	return NULL;
+}
+
+void mqd_conn_forget_sub(struct mqd_conn *c, uint32_t tag)
+{
+	for (struct mqd_conn_sub **pp = &c->subs; *pp; pp = &(*pp)->next) {
+		if ((*pp)->tag == tag) {
+			struct mqd_conn_sub *cs = *pp;
+			*pp = cs->next;
+			free(cs);
 			return;
 		}
 	}
@@ -492,6 +572,8 @@ static void conn_free(struct mqd_conn *c)
 	}
 	while (c->consumers)
 		mqd_conn_forget_consumer(c, c->consumers->tag);
+	while (c->subs)
+		mqd_conn_forget_sub(c, c->subs->tag);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -523,11 +605,8 @@ static void close_protocol(struct mqd_conn *c)
 	for (unsigned i = 0; i < w->srv->nworkers; i++) {
 		if (!bit_get(c->touched, i))
 			continue;
-		if (i == w->index) {
-			c->touched[i / 64] &= ~(1ULL << (i % 64));
-			mqd_ops_peer_closed(w, c->id);
-			continue;
-		}
+		/* This worker too gets its CLOSE through the mailbox: its
+		 * answer may have to wait (see mqd_ops_peer_closed). */
 		struct mqd_mail_close *m = malloc(sizeof *m);
 		if (m == NULL) {
 			mqd_log_error("conn %llu: out of memory closing; retrying",
@@ -600,6 +679,11 @@ bool mqd_conn_info(const struct mqd_conn *c, struct mqd_conn_info *out)
 	for (const struct mqd_conn_consumer *cc = c->consumers; cc; cc = cc->next)
 		n++;
 	out->consumers = n;
+	n = 0;
+	for (const struct mqd_conn_sub *cs = c->subs; cs; cs = cs->next)
+		n++;
+	out->subscriptions = n;
+	out->dropped = c->dropped_slow;
 	out->bytes_in = c->bytes_in;
 	out->bytes_out = c->bytes_out;
 	return true;

@@ -44,6 +44,9 @@ struct mqd_req {
 	struct mqd_msg *msg;    /* SEND: the message to store */
 	char name[256];         /* the queue this request routes by */
 	uint8_t name_len;
+	char pattern[256];      /* SUBSCRIBE, BIND, UNBIND parts */
+	uint8_t pattern_len;
+	uint64_t sub_id;        /* SUBSCRIBE, UNSUBSCRIBE parts */
 	/* A GET waiting on its owner. */
 	struct mqd_req *wnext, *wprev; /* in the queue's waiters */
 	struct mqd_req *pnext, *pprev; /* in the peer's waiting list */
@@ -63,6 +66,16 @@ struct mqd_conn_consumer {
 	unsigned owner;
 	bool auto_ack;
 	uint32_t withheld; /* auto-ack credit kept back while output is full */
+};
+
+/* A live subscription of this connection: where its pattern lives. */
+struct mqd_conn_sub {
+	struct mqd_conn_sub *next;
+	uint32_t tag;
+	uint64_t sub_id; /* unique per server run: stale deliveries are told
+	                  * apart from a new subscription reusing the tag */
+	char pattern[256];
+	uint8_t len;
 };
 
 enum mqd_conn_state {
@@ -88,6 +101,8 @@ struct mqd_conn {
 	uint64_t touched[4]; /* owners that may keep state for it (bit = index) */
 	unsigned close_pending;
 	struct mqd_conn_consumer *consumers;
+	struct mqd_conn_sub *subs;
+	uint64_t dropped_slow; /* published messages dropped: output too full */
 	uint32_t tmp_seq;
 	uint64_t last_active_ms;
 	uint64_t bytes_in, bytes_out;
@@ -136,5 +151,7 @@ void mqd_conn_kill(struct mqd_conn *c);
 struct mqd_conn_consumer *mqd_conn_find_consumer(struct mqd_conn *c,
                                                  uint32_t tag);
 void mqd_conn_forget_consumer(struct mqd_conn *c, uint32_t tag);
+struct mqd_conn_sub *mqd_conn_find_sub(struct mqd_conn *c, uint32_t tag);
+void mqd_conn_forget_sub(struct mqd_conn *c, uint32_t tag);
 
 #endif

@@ -12,6 +12,7 @@
 #include "net/dispatch.h"
 #include "server.h"
 #include "store/message.h"
+#include "route/pubsub.h"
 #include "store/ops.h"
 #include "worker/shard.h"
 #include "worker/worker.h"
@@ -195,6 +196,15 @@ static void on_send(struct mqd_conn *c, const struct mqd_frame *f,
 	route(c, r, owner_of(c, r->name, r->name_len));
 }
 
+static void unsubscribe(struct mqd_conn *c, const struct mqd_frame *f,
+                        uint32_t which);
+
+static bool tag_in_use(struct mqd_conn *c, uint32_t tag)
+{
+	return mqd_conn_find_consumer(c, tag) != NULL ||
+	       mqd_conn_find_sub(c, tag) != NULL;
+}
+
 static void on_consume(struct mqd_conn *c, const struct mqd_frame *f,
                        const union mqd_payload *p)
 {
@@ -202,10 +212,11 @@ static void on_consume(struct mqd_conn *c, const struct mqd_frame *f,
 	struct mqd_req *r;
 	unsigned owner;
 
-	if (f->tag == 0 || mqd_conn_find_consumer(c, f->tag)) {
+	if (f->tag == 0 || tag_in_use(c, f->tag)) {
 		reply_error(c, f, MQD_ERR_BAD_ARGUMENT,
 		            f->tag == 0 ? "a CONSUME needs a non-zero tag"
-		                        : "tag already names a consumer");
+		                        : "tag already names a consumer or "
+		                          "subscription");
 		return;
 	}
 	cc = calloc(1, sizeof *cc);
@@ -234,6 +245,11 @@ static void on_cancel(struct mqd_conn *c, const struct mqd_frame *f,
 	struct mqd_req *r;
 	unsigned owner;
 
+	if (cc == NULL && mqd_conn_find_sub(c, p->cancel.tag) != NULL) {
+		/* CANCEL ends a subscription too (PROTOCOL.md 4.2). */
+		unsubscribe(c, f, p->cancel.tag);
+		return;
+	}
 	if (cc == NULL) {
 		reply_error(c, f, MQD_ERR_NOT_FOUND, "no consumer with that tag");
 		return;
@@ -317,15 +333,122 @@ static void on_settle(struct mqd_conn *c, const struct mqd_frame *f,
 			route(c, parts[o], o);
 }
 
-static void on_later(struct mqd_conn *c, const struct mqd_frame *f,
-                     const union mqd_payload *p)
+/* One part per shard holding pattern (all when it starts with a
+ * wildcard), all made before any is routed. */
+static void to_shards(struct mqd_conn *c, struct mqd_req *r,
+                      const struct mqd_conn_sub *cs)
 {
-	char msg[96];
+	unsigned n = c->home->srv->nworkers, first, last;
+	struct mqd_req *parts[256] = {0};
+	bool all;
 
-	(void)p;
-	snprintf(msg, sizeof msg, "%s is not supported by this server yet",
-	         mqd_op_name(f->op));
-	reply_error(c, f, MQD_ERR_UNKNOWN_OP, msg);
+	first = mqd_pubsub_shard(cs->pattern, cs->len, n, &all);
+	last = all ? n - 1 : first;
+	if (all)
+		first = 0;
+	for (unsigned i = first; i <= last; i++) {
+		parts[i] = mqd_req_part(r, 0);
+		if (parts[i] == NULL) {
+			for (unsigned j = first; j < i; j++)
+				mqd_req_free(parts[j]);
+			r->parts = 0;
+			mqd_conn_req_error(r, MQD_ERR_INTERNAL, "out of memory");
+			return;
+		}
+		memcpy(parts[i]->pattern, cs->pattern, cs->len);
+		parts[i]->pattern_len = cs->len;
+		parts[i]->sub_id = cs->sub_id;
+	}
+	for (unsigned i = first; i <= last; i++)
+		route(c, parts[i], i);
+}
+
+static void on_subscribe(struct mqd_conn *c, const struct mqd_frame *f,
+                         const union mqd_payload *p)
+{
+	struct mqd_conn_sub *cs;
+	struct mqd_req *r;
+
+	if (f->tag == 0 || tag_in_use(c, f->tag)) {
+		reply_error(c, f, MQD_ERR_BAD_ARGUMENT,
+		            f->tag == 0 ? "a SUBSCRIBE needs a non-zero tag"
+		                        : "tag already names a subscription "
+		                          "or consumer");
+		return;
+	}
+	cs = calloc(1, sizeof *cs);
+	r = cs ? mqd_req_new(c, f, 0) : NULL;
+	if (r == NULL) {
+		free(cs);
+		mqd_conn_fatal(c, 0, MQD_ERR_INTERNAL, "out of memory");
+		return;
+	}
+	cs->tag = f->tag;
+	/* Unique in the server's run: conn id in the high bits. */
+	cs->sub_id = (c->id << 20) | (++c->tmp_seq & 0xfffff);
+	memcpy(cs->pattern, p->subscribe.pattern.p, p->subscribe.pattern.len);
+	cs->len = (uint8_t)p->subscribe.pattern.len;
+	cs->next = c->subs;
+	c->subs = cs;
+	to_shards(c, r, cs);
+}
+
+/* UNSUBSCRIBE, and CANCEL naming a subscription. */
+static void unsubscribe(struct mqd_conn *c, const struct mqd_frame *f,
+                        uint32_t which)
+{
+	struct mqd_conn_sub *cs = mqd_conn_find_sub(c, which), copy;
+	struct mqd_req *r;
+
+	if (cs == NULL) {
+		reply_error(c, f, MQD_ERR_NOT_FOUND,
+		            "no subscription with that tag");
+		return;
+	}
+	r = mqd_req_new(c, f, 0);
+	if (r == NULL) {
+		mqd_conn_fatal(c, 0, MQD_ERR_INTERNAL, "out of memory");
+		return;
+	}
+	copy = *cs;
+	/* From now on deliveries for it are dropped here, so none follows
+	 * the OK. */
+	mqd_conn_forget_sub(c, which);
+	r->op = MQD_OP_UNSUBSCRIBE;
+	to_shards(c, r, &copy);
+}
+
+static void on_unsubscribe(struct mqd_conn *c, const struct mqd_frame *f,
+                           const union mqd_payload *p)
+{
+	unsubscribe(c, f, p->cancel.tag);
+}
+
+static void on_publish(struct mqd_conn *c, const struct mqd_frame *f,
+                       const union mqd_payload *p)
+{
+	struct mqd_req *r = req_copy(c, f);
+	bool all;
+
+	if (r == NULL)
+		return;
+	route(c, r,
+	      mqd_pubsub_shard((const char *)p->send.dest.p, p->send.dest.len,
+	                       c->home->srv->nworkers, &all));
+}
+
+/* BIND and UNBIND go to the queue's owner, which updates the shards. */
+static void on_bind(struct mqd_conn *c, const struct mqd_frame *f,
+                    const union mqd_payload *p)
+{
+	struct mqd_req *r = req_copy(c, f);
+
+	if (r == NULL)
+		return;
+	set_name(r, p->bind.queue);
+	memcpy(r->pattern, p->bind.pattern.p, p->bind.pattern.len);
+	r->pattern_len = (uint8_t)p->bind.pattern.len;
+	route(c, r, owner_of(c, r->name, r->name_len));
 }
 
 typedef void (*handler_fn)(struct mqd_conn *, const struct mqd_frame *,
@@ -337,12 +460,13 @@ static const struct {
 } handlers[] = {
 	{MQD_OP_HELLO, on_hello},       {MQD_OP_PING, on_ping},
 	{MQD_OP_DECLARE, on_declare},   {MQD_OP_DELETE, on_queue_op},
-	{MQD_OP_PURGE, on_queue_op},    {MQD_OP_BIND, on_later},
-	{MQD_OP_UNBIND, on_later},      {MQD_OP_SEND, on_send},
-	{MQD_OP_PUBLISH, on_later},     {MQD_OP_GET, on_queue_op},
+	{MQD_OP_PURGE, on_queue_op},    {MQD_OP_BIND, on_bind},
+	{MQD_OP_UNBIND, on_bind},       {MQD_OP_SEND, on_send},
+	{MQD_OP_PUBLISH, on_publish},   {MQD_OP_GET, on_queue_op},
 	{MQD_OP_CONSUME, on_consume},   {MQD_OP_CANCEL, on_cancel},
 	{MQD_OP_ACK, on_settle},        {MQD_OP_NACK, on_settle},
-	{MQD_OP_SUBSCRIBE, on_later},   {MQD_OP_UNSUBSCRIBE, on_later},
+	{MQD_OP_SUBSCRIBE, on_subscribe},
+	{MQD_OP_UNSUBSCRIBE, on_unsubscribe},
 };
 
 void mqd_dispatch_frame(struct mqd_conn *c, const struct mqd_frame *f)

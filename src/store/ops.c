@@ -23,6 +23,7 @@
 #include "store/dlgraph.h"
 #include "store/ops.h"
 #include "store/policy.h"
+#include "route/pubsub.h"
 #include "store/queue.h"
 #include "worker/worker.h"
 
@@ -463,6 +464,7 @@ static void delete_queue(struct mqd_worker *w, struct mqd_queue *q)
 		free(held);
 	}
 	mqd_log_debug("worker %u: queue %s deleted", w->index, q->name);
+	mqd_pubsub_queue_deleted(w, q->name, q->name_len);
 	if (q->settings.dead_letter[0] != '\0')
 		mqd_dlgraph_del(w->srv->dlgraph, q->name);
 	mqd_qtable_del(&w->queues, q);
@@ -652,23 +654,14 @@ static bool make_room(struct mqd_worker *w, struct mqd_queue *q,
 	return true;
 }
 
-static void exec_send(struct mqd_worker *w, struct mqd_req *r)
+int mqd_ops_store(struct mqd_worker *w, struct mqd_queue *q, struct mqd_msg *m)
 {
-	struct mqd_queue *q = queue_for(w, r, true);
-	struct mqd_msg *m = r->msg;
 	uint64_t now;
 	uint32_t ttl;
 	int rc;
 
-	if (q == NULL)
-		return;
-	if (!make_room(w, q, mqd_msg_bytes(m))) {
-		fail(w, r, MQD_ERR_QUEUE_FULL,
-		     q->settings.max_bytes && mqd_msg_bytes(m) > q->settings.max_bytes
-		             ? "message larger than the queue's max_bytes"
-		             : "queue is full");
-		return;
-	}
+	if (!make_room(w, q, mqd_msg_bytes(m)))
+		return MQD_ERR_QUEUE_FULL;
 	now = mqd_mono_ms();
 	ttl = m->ttl_ms ? m->ttl_ms : q->settings.message_ttl_ms;
 	m->expires_at = ttl ? now + ttl : 0;
@@ -678,13 +671,34 @@ static void exec_send(struct mqd_worker *w, struct mqd_req *r)
 		rc = mqd_policy_delay(w, q, m, now + m->delay_ms);
 	else
 		rc = mqd_policy_enqueue(w, q, m, false);
-	if (rc < 0) {
+	if (rc < 0)
+		return MQD_ERR_INTERNAL;
+	q->stats.sent++;
+	w->sent++;
+	return 0;
+}
+
+static void exec_send(struct mqd_worker *w, struct mqd_req *r)
+{
+	struct mqd_queue *q = queue_for(w, r, true);
+	struct mqd_msg *m = r->msg;
+	int rc;
+
+	if (q == NULL)
+		return;
+	rc = mqd_ops_store(w, q, m);
+	if (rc == MQD_ERR_QUEUE_FULL) {
+		fail(w, r, rc,
+		     q->settings.max_bytes && mqd_msg_bytes(m) > q->settings.max_bytes
+		             ? "message larger than the queue's max_bytes"
+		             : "queue is full");
+		return;
+	}
+	if (rc != 0) {
 		fail(w, r, MQD_ERR_INTERNAL, "out of memory");
 		return;
 	}
 	r->msg = NULL;
-	q->stats.sent++;
-	w->sent++;
 	if (r->flags & MQD_F_QUIET)
 		r->quiet_ok = true;
 	else
@@ -872,6 +886,11 @@ static const struct {
 	{MQD_OP_GET, exec_get},         {MQD_OP_CONSUME, exec_consume},
 	{MQD_OP_CANCEL, exec_cancel},   {MQD_OP_ACK, exec_ack},
 	{MQD_OP_NACK, exec_nack},
+	{MQD_OP_SUBSCRIBE, mqd_pubsub_exec_subscribe},
+	{MQD_OP_UNSUBSCRIBE, mqd_pubsub_exec_unsubscribe},
+	{MQD_OP_PUBLISH, mqd_pubsub_exec_publish},
+	{MQD_OP_BIND, mqd_pubsub_exec_bind},
+	{MQD_OP_UNBIND, mqd_pubsub_exec_unbind},
 };
 
 void mqd_ops_exec(struct mqd_worker *w, struct mqd_req *r)
@@ -887,14 +906,18 @@ void mqd_ops_exec(struct mqd_worker *w, struct mqd_req *r)
 
 /* ---- connections ----------------------------------------------------- */
 
-void mqd_ops_peer_closed(struct mqd_worker *w, uint64_t conn_id)
+void mqd_ops_peer_closed(struct mqd_worker *w, uint64_t conn_id,
+                         struct mqd_mail_close *close)
 {
 	struct mqd_peer *p = mqd_idmap_del(&w->peers, conn_id);
 	struct mqd_queue *dirty[64];
 	size_t ndirty = 0;
 
-	if (p == NULL)
+	if (p == NULL) {
+		mqd_worker_close_done(w, close);
 		return;
+	}
+	mqd_pubsub_peer_closed(w, p);
 	while (p->consumers) {
 		struct mqd_consumer *c = p->consumers;
 		struct mqd_queue *q = c->queue;
@@ -937,6 +960,11 @@ void mqd_ops_peer_closed(struct mqd_worker *w, uint64_t conn_id)
 			delete_queue(w, q);
 		free(x);
 	}
+	if (p->waits > 0) {
+		p->close = close; /* answered when its last wait is */
+		return;
+	}
+	mqd_worker_close_done(w, close);
 	free(p);
 }
 

@@ -15,21 +15,32 @@ struct mqd_worker;
 struct mqd_queue;
 struct mqd_queue_conf;
 struct mqd_mail_query;
+struct mqd_mail_close;
+struct mqd_msg;
 struct mqd_req;
 struct mqd_conn;
 
 /* Execute r on owner w; the answer goes back through mqd_worker_answer
  * (possibly later, for a GET that waits). */
 void mqd_ops_exec(struct mqd_worker *w, struct mqd_req *r);
-/* The connection is gone: requeue what it held, drop its consumers and
- * waiting GETs, delete its exclusive queues. */
-void mqd_ops_peer_closed(struct mqd_worker *w, uint64_t conn_id);
+/* The connection is gone: requeue what it held, drop its consumers,
+ * subscriptions and waiting GETs, delete its exclusive queues.  close is
+ * the CLOSE mail: posted back as CLOSE_DONE now, or, while requests of the
+ * connection still wait here for other workers (a PUBLISH's copies, a
+ * BIND), once the last of them is answered. */
+void mqd_ops_peer_closed(struct mqd_worker *w, uint64_t conn_id,
+                         struct mqd_mail_close *close);
 /* n auto-ack deliveries to consumer tag of conn_id have been written. */
 void mqd_ops_credit(struct mqd_worker *w, uint64_t conn_id, uint32_t tag,
                     uint32_t n);
 /* Teardown after the worker's thread has stopped. */
 void mqd_ops_free_all(struct mqd_worker *w);
 
+/* Store m in q under its limits and policies (TTL, delay): 0 (m now
+ * belongs to q; the caller dispatches), MQD_ERR_QUEUE_FULL or
+ * MQD_ERR_INTERNAL (m still the caller's). */
+int mqd_ops_store(struct mqd_worker *w, struct mqd_queue *q, struct mqd_msg *m)
+	__attribute__((warn_unused_result));
 /* Hand ready messages to waiting GETs, then to consumers with room. */
 void mqd_ops_dispatch(struct mqd_worker *w, struct mqd_queue *q);
 /* The queue by name; with create, made with the [defaults] settings when

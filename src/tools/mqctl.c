@@ -672,7 +672,8 @@ static int print_connections(const json_t *r, int argc, char **argv)
 	static const struct col cols[] = {
 		{"ID", true}, {"WORKER", true}, {"PEER", false},
 		{"CLIENT", false}, {"USER", false}, {"AGE", true},
-		{"CONS", true}, {"HELD", true}, {"IN", true}, {"OUT", true},
+		{"CONS", true}, {"SUBS", true}, {"HELD", true}, {"IN", true},
+		{"OUT", true}, {"DROPPED", true},
 	};
 	const json_t *rows = json_object_get(r, "connections"), *row;
 	struct table t;
@@ -699,9 +700,11 @@ static int print_connections(const json_t *r, int argc, char **argv)
 		                       ? fmt_age(buf, sizeof buf, age * 1000)
 		                       : "-"));
 		table_put_u64(&t, row, "consumers");
+		table_put_u64(&t, row, "subscriptions");
 		table_put_u64(&t, row, "held");
 		table_put_size(&t, row, "bytes_in");
 		table_put_size(&t, row, "bytes_out");
+		table_put_u64(&t, row, "dropped");
 	}
 	table_print(&t);
 	table_free(&t);
@@ -924,7 +927,7 @@ static bool is_key(const char *k, const char *const *list)
 }
 
 static const char *const size_keys[] = {
-	"max_bytes", "max_frame", "max_memory", NULL,
+	"max_bytes", "max_frame", "max_memory", "slow_consumer_bytes", NULL,
 };
 static const char *const duration_keys[] = {
 	"message_ttl", "ack_timeout", "idle_timeout", "message_ttl_ms",

@@ -16,6 +16,7 @@
 #include "net/conn.h"
 #include "server.h"
 #include "store/queue.h"
+#include "route/pubsub.h"
 #include "store/ops.h"
 #include "store/policy.h"
 #include "worker/worker.h"
@@ -141,11 +142,7 @@ static void handle_mail(struct mqd_worker *w, struct mqd_mail *m)
 	}
 	case MQD_MAIL_CLOSE: {
 		struct mqd_mail_close *c = (struct mqd_mail_close *)m;
-		mqd_ops_peer_closed(w, c->conn_id);
-		/* Reuse the mail for the answer: every mail this owner sent
-		 * the connection before now is already ahead of it. */
-		c->mail.type = MQD_MAIL_CLOSE_DONE;
-		mqd_worker_post(&w->srv->workers[c->conn->home->index], &c->mail);
+		mqd_ops_peer_closed(w, c->conn_id, c);
 		break;
 	}
 	case MQD_MAIL_CLOSE_DONE: {
@@ -184,6 +181,10 @@ static void handle_mail(struct mqd_worker *w, struct mqd_mail *m)
 	case MQD_MAIL_PAUSE:
 		free(m);
 		w->paused = true;
+		break;
+	case MQD_MAIL_ROUTE:
+	case MQD_MAIL_ROUTE_DONE:
+		mqd_pubsub_mail(w, m);
 		break;
 	default:
 		mqd_log_error("worker %u: unknown mail type %d", w->index,
@@ -245,6 +246,23 @@ void mqd_worker_push(struct mqd_worker *w, struct mqd_peer *p,
 		mqd_worker_post(p->conn->home, &o->mail);
 }
 
+void mqd_worker_close_done(struct mqd_worker *w, struct mqd_mail_close *c)
+{
+	/* Reuse the mail for the answer: every mail this owner sent the
+	 * connection before now is already ahead of it. */
+	c->mail.type = MQD_MAIL_CLOSE_DONE;
+	mqd_worker_post(&w->srv->workers[c->conn->home->index], &c->mail);
+}
+
+void mqd_worker_wait_done(struct mqd_worker *w, struct mqd_peer *p)
+{
+	if (--p->waits > 0 || p->close == NULL)
+		return;
+	/* The connection closed while this was out: now it may go. */
+	mqd_worker_close_done(w, p->close);
+	free(p);
+}
+
 struct mqd_peer *mqd_worker_peer(struct mqd_worker *w, struct mqd_conn *c)
 {
 	struct mqd_peer *p = mqd_idmap_get(&w->peers, c->id);
@@ -288,7 +306,9 @@ int mqd_worker_init(struct mqd_worker *w, struct mqd_server *srv,
 	if (w->mb_ev == NULL || event_add(w->mb_ev, NULL) < 0)
 		return -1;
 	w->timer_ev = evtimer_new(w->base, timer_cb, w);
-	return w->timer_ev ? 0 : -1;
+	if (w->timer_ev == NULL)
+		return -1;
+	return mqd_pubsub_init(w);
 }
 
 static void *worker_main(void *arg)
@@ -321,12 +341,19 @@ void mqd_worker_destroy(struct mqd_worker *w)
 			close(((struct mqd_mail_conn_new *)m)->fd);
 		if (m->type == MQD_MAIL_DEAD)
 			mqd_msg_free(((struct mqd_mail_dead *)m)->msg);
+		if (m->type == MQD_MAIL_OUTPUT)
+			mqd_shared_unref(((struct mqd_mail_output *)m)->shared);
+		if (m->type == MQD_MAIL_ROUTE || m->type == MQD_MAIL_ROUTE_DONE) {
+			mqd_pubsub_free_mail(m);
+			continue;
+		}
 		/* Queries belong to the main thread's gathering record. */
 		if (m->type != MQD_MAIL_REQ && m->type != MQD_MAIL_REPLY &&
 		    m->type != MQD_MAIL_QUERY)
 			free(m);
 	}
 	mqd_ops_free_all(w);
+	mqd_pubsub_free(w);
 	if (w->timer_ev)
 		event_free(w->timer_ev);
 	if (w->mb_ev)

@@ -28,6 +28,9 @@ struct event_base;
 struct event;
 struct mqd_server;
 struct mqd_conn;
+struct mqd_topics;
+struct mqd_binding;
+struct mqd_sub_entry;
 struct mqd_req;
 
 enum mqd_mail_type {
@@ -44,6 +47,8 @@ enum mqd_mail_type {
 	MQD_MAIL_QUERY,      /* main -> worker -> main: see enum mqd_query_kind */
 	MQD_MAIL_CONFIG,     /* main -> worker: reloaded settings */
 	MQD_MAIL_PAUSE,      /* main -> worker: stop delivering (shutdown) */
+	MQD_MAIL_ROUTE,      /* worker -> worker: topic index and copies */
+	MQD_MAIL_ROUTE_DONE, /* ... and its answer */
 };
 
 /* What a MQD_MAIL_QUERY asks a worker for. */
@@ -109,14 +114,26 @@ struct mqd_mail_conn_new {
 	char peer[64];
 };
 
+/* A payload shared by every subscriber a PUBLISH reaches: written to each
+ * socket by reference and freed by the last. */
+struct mqd_shared {
+	atomic_uint refs;
+	size_t len;
+	uint8_t data[];
+};
+void mqd_shared_unref(struct mqd_shared *sh);
+
 /* Frames pushed to a connection by a queue's owner. */
 struct mqd_mail_output {
 	struct mqd_mail mail;
 	struct mqd_conn *conn;
-	uint32_t tag;          /* consumer tag */
+	uint32_t tag;          /* consumer or subscription tag */
 	uint32_t credit;       /* auto-ack deliveries inside, to credit back */
 	bool cancelled;        /* the owner ended this consumer */
 	uint32_t owner;        /* sending worker, for credits */
+	uint64_t sub_id;       /* a subscription's delivery (0: a consumer's) */
+	struct mqd_shared *shared; /* if set: data[] is the frame's first part,
+	                            * shared->data the rest */
 	size_t len;
 	uint8_t data[];
 };
@@ -145,6 +162,9 @@ struct mqd_peer {
 	struct mqd_consumer *consumers;        /* its consumers here */
 	struct mqd_req *waiting;               /* its parked GETs here */
 	struct mqd_peer_excl *exclusive;       /* queues it declared EXCLUSIVE */
+	struct mqd_sub_entry *subs;            /* its subscriptions here */
+	unsigned waits;      /* its requests waiting here on other workers */
+	struct mqd_mail_close *close; /* gone, CLOSE_DONE held until waits = 0 */
 };
 
 struct mqd_peer_excl {
@@ -167,6 +187,8 @@ struct mqd_worker {
 	struct mqd_idmap peers; /* connection id -> struct mqd_peer */
 	uint64_t next_seq;      /* message ids: seq << 8 | index */
 	struct mqd_timers timers; /* expiry, delays, ack deadlines */
+	struct mqd_topics *topics; /* subscriptions and bindings of its shard */
+	struct mqd_binding *bindings; /* every binding in topics, by queue */
 	struct event *timer_ev;
 	uint64_t timer_armed;   /* when timer_ev fires; 0 = not armed */
 
@@ -208,6 +230,11 @@ void mqd_worker_answer(struct mqd_worker *w, struct mqd_req *r);
 /* Hand pushed frames to a peer's connection. */
 void mqd_worker_push(struct mqd_worker *w, struct mqd_peer *p,
                      struct mqd_mail_output *o);
+
+/* Post CLOSE_DONE for a CLOSE this owner has finished. */
+void mqd_worker_close_done(struct mqd_worker *w, struct mqd_mail_close *c);
+/* A request of peer p that waited here on other workers is answered. */
+void mqd_worker_wait_done(struct mqd_worker *w, struct mqd_peer *p);
 
 /* The peer record for a connection on this owner, created on first use
  * (NULL on allocation failure). */

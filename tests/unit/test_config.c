@@ -107,6 +107,7 @@ static void assert_defaults(const struct mqd_config *c)
 	ck_assert_str_eq(c->log_file, "");
 	ck_assert_str_eq(c->pidfile, "");
 	ck_assert_uint_eq(c->max_memory, 0);
+	ck_assert_uint_eq(c->slow_consumer_bytes, 64 * 1024 * 1024);
 	ck_assert_uint_eq(c->defaults.prefetch, 1000);
 	ck_assert_str_eq(c->defaults.queue.name, "");
 	ck_assert_uint_eq(c->defaults.queue.max_length, 0);
@@ -231,6 +232,7 @@ static const struct {
 	{ "server.log_file", "/var/log/mqd.log" },
 	{ "server.pidfile", "/run/mqd.pid" },
 	{ "server.max_memory", "512M" },
+	{ "server.slow_consumer_bytes", "8M" },
 	{ "defaults.prefetch", "7" },
 	{ "defaults.max_length", "100" },
 	{ "defaults.max_bytes", "1M" },
@@ -289,6 +291,7 @@ START_TEST(test_every_key)
 	ck_assert_str_eq(cfg.log_file, "/var/log/mqd.log");
 	ck_assert_str_eq(cfg.pidfile, "/run/mqd.pid");
 	ck_assert_uint_eq(cfg.max_memory, 512 * 1024 * 1024);
+	ck_assert_uint_eq(cfg.slow_consumer_bytes, 8 * 1024 * 1024);
 	ck_assert_uint_eq(cfg.defaults.prefetch, 7);
 	ck_assert_uint_eq(cfg.defaults.queue.max_length, 100);
 	ck_assert_uint_eq(cfg.defaults.queue.max_bytes, 1024 * 1024);
@@ -297,10 +300,10 @@ START_TEST(test_every_key)
 	ck_assert_uint_eq(cfg.defaults.queue.ack_timeout_ms, 0);
 	ck_assert_uint_eq(cfg.defaults.queue.max_attempts, 3);
 	ck_assert_str_eq(cfg.defaults.queue.dead_letter, "dlq");
-	ck_assert_uint_eq(cfg.defaults.queue.line, 15);
+	ck_assert_uint_eq(cfg.defaults.queue.line, 16);
 	ck_assert_uint_eq(cfg.nqueues, 1);
 	ck_assert_str_eq(cfg.queues[0].name, "every");
-	ck_assert_uint_eq(cfg.queues[0].line, 24);
+	ck_assert_uint_eq(cfg.queues[0].line, 25);
 	ck_assert_uint_eq(cfg.queues[0].max_length, 5);
 	ck_assert_uint_eq(cfg.queues[0].max_bytes, 2048);
 	ck_assert_uint_eq(cfg.queues[0].overflow, 1);
@@ -333,12 +336,13 @@ START_TEST(test_config_keys)
 	const char *const *names, *const *again;
 	size_t n = mqd_config_keys(&names), i, j;
 
-	ck_assert_uint_eq(n, 28);
+	ck_assert_uint_eq(n, 29);
 	ck_assert_str_eq(names[0], "server.listen");
-	ck_assert_str_eq(names[13], "defaults.prefetch");
-	ck_assert_str_eq(names[14], "defaults.max_length");
-	ck_assert_str_eq(names[20], "defaults.dead_letter");
-	ck_assert_str_eq(names[21], "queue.max_length");
+	ck_assert_str_eq(names[13], "server.slow_consumer_bytes");
+	ck_assert_str_eq(names[14], "defaults.prefetch");
+	ck_assert_str_eq(names[15], "defaults.max_length");
+	ck_assert_str_eq(names[21], "defaults.dead_letter");
+	ck_assert_str_eq(names[22], "queue.max_length");
 	ck_assert_str_eq(names[n - 1], "queue.dead_letter");
 	for (i = 0; i < n; i++) {
 		const char *dot = strchr(names[i], '.');
