@@ -27,6 +27,12 @@
  * waits for room, so a server applying backpressure to a client that is
  * itself stuck writing cannot deadlock the pair.
  *
+ * Request/reply (mq_request) keeps one internal consumer per connection on
+ * a server-named EXCLUSIVE queue.  Its deliveries never reach mq_next: a
+ * waiting mq_request takes the one it wants out of the delivery queue (or
+ * straight off the wire) and drops the stale ones, leaving every other
+ * delivery where it was; mq_next drops any it meets.
+ *
  * No global mutable state: everything lives in the mq_conn.
  */
 
@@ -104,6 +110,12 @@ struct mq_conn {
 	char quiet_msg[ERRMSG_MAX];
 
 	char errmsg[ERRMSG_MAX]; /* the server's words for the last error */
+
+	/* Request/reply: the reply consumer's tag (0 until the first
+	 * mq_request), its queue, and the last correlation id used. */
+	uint32_t reply_tag;
+	char reply_queue[256];
+	uint64_t corr_seq;
 };
 
 /* ---- errors ---------------------------------------------------------- */
@@ -1035,11 +1047,11 @@ int mq_purge(mq_conn *c, const char *queue, uint64_t *purged)
 	return rc;
 }
 
-/* Encode a SEND (flags QUIET or 0) after checking what can be checked
- * here, including its size, before copying a large body. */
-static int enc_send(struct mq_conn *c, uint8_t flags, uint32_t tag,
-                    const char *queue, const void *body, size_t len,
-                    const struct mq_send_opts *o)
+/* Encode a SEND or PUBLISH (flags QUIET or 0) after checking what can be
+ * checked here, including its size, before copying a large body. */
+static int enc_message(struct mq_conn *c, uint8_t op, uint8_t flags,
+                       uint32_t tag, const char *dest, const void *body,
+                       size_t len, const struct mq_send_opts *o)
 {
 	static const struct mq_send_opts none;
 	const void *hdr;
@@ -1048,13 +1060,17 @@ static int enc_send(struct mq_conn *c, uint8_t flags, uint32_t tag,
 
 	if (o == NULL)
 		o = &none;
-	if (!name_ok(queue, false) || (body == NULL && len > 0) ||
+	if (dest == NULL ||
+	    (op == MQD_OP_PUBLISH ?
+	     !mqd_topic_valid((const uint8_t *)dest, strlen(dest)) :
+	     !name_ok(dest, false)) ||
+	    (body == NULL && len > 0) ||
 	    o->priority > MQD_PRIORITY_MAX ||
 	    (o->headers == NULL && o->headers_len > 0) || o->headers_len == 1)
 		return MQ_ERR_INVALID;
 	hdr = o->headers_len > 0 ? o->headers : NULL;
 	hlen = o->headers_len;
-	qlen = strlen(queue);
+	qlen = strlen(dest);
 	/* op flags tag | queue | ttl delay prio | headers | body */
 	frame_len = 6 + (1 + (uint64_t)qlen) + 9 + (hlen > 0 ? hlen : 2) +
 	            4 + (uint64_t)len;
@@ -1066,9 +1082,16 @@ static int enc_send(struct mq_conn *c, uint8_t flags, uint32_t tag,
 		return MQ_ERR_FRAME_TOO_LARGE;
 	}
 	start = c->out.len;
-	mqd_enc_send(&c->out, MQD_OP_SEND, flags, tag, queue, o->ttl_ms,
-	             o->delay_ms, o->priority, hdr, hlen, body, len);
+	mqd_enc_send(&c->out, op, flags, tag, dest, o->ttl_ms, o->delay_ms,
+	             o->priority, hdr, hlen, body, len);
 	return enc_check(c, start);
+}
+
+static int enc_send(struct mq_conn *c, uint8_t flags, uint32_t tag,
+                    const char *queue, const void *body, size_t len,
+                    const struct mq_send_opts *o)
+{
+	return enc_message(c, MQD_OP_SEND, flags, tag, queue, body, len, o);
 }
 
 int mq_send(mq_conn *c, const char *queue, const void *body, size_t len,
@@ -1195,6 +1218,38 @@ int mq_cancel(mq_conn *c, uint32_t which)
 	return rc != 0 ? rc : expect_ok(c, tag, 0, &f, &p);
 }
 
+/* Whether a queued box belongs to the internal reply consumer. */
+static bool is_reply_box(const struct mq_conn *c, const struct msgbox *b)
+{
+	if (c->reply_tag == 0)
+		return false;
+	if (b->cancelled_tag != 0)
+		return b->cancelled_tag == c->reply_tag;
+	return b->msg.tag == c->reply_tag;
+}
+
+/* The reply consumer is gone (its queue was deleted): the next
+ * mq_request sets up a new one. */
+static void forget_reply_consumer(struct mq_conn *c)
+{
+	c->reply_tag = 0;
+	c->reply_queue[0] = '\0';
+}
+
+/* Drop replies nobody waits for any more from the head of the delivery
+ * queue; they are the library's, not the caller's. */
+static void skip_reply_boxes(struct mq_conn *c)
+{
+	struct msgbox *b;
+
+	while (c->q_head != NULL && is_reply_box(c, c->q_head)) {
+		b = dequeue(c);
+		if (b->cancelled_tag != 0)
+			forget_reply_consumer(c);
+		free(b);
+	}
+}
+
 /* Hand out the head of the delivery queue. */
 static int pop_delivery(struct mq_conn *c, struct mq_message **out)
 {
@@ -1238,9 +1293,11 @@ int mq_next(mq_conn *c, int timeout_ms, struct mq_message **out)
 	for (;;) {
 		if (!c->dead) {
 			rc = drain_buffered(c);
+			skip_reply_boxes(c);
 			if (rc != 0 && c->q_head == NULL)
 				return rc;
 		}
+		skip_reply_boxes(c);
 		if (c->q_head != NULL)
 			return pop_delivery(c, out);
 		if (c->dead)
@@ -1318,6 +1375,358 @@ int mq_nack(mq_conn *c, const uint64_t *ids, uint16_t n, int requeue,
             uint32_t delay_ms, unsigned flags, uint32_t *count)
 {
 	return ack_op(c, MQD_OP_NACK, ids, n, requeue, delay_ms, flags, count);
+}
+
+/* ---- publish / subscribe ---------------------------------------------- */
+
+static bool pattern_ok(const char *s)
+{
+	return s != NULL && mqd_pattern_valid((const uint8_t *)s, strlen(s));
+}
+
+int mq_publish(mq_conn *c, const char *topic, const void *body, size_t len,
+               const struct mq_send_opts *o, unsigned flags,
+               uint32_t *receivers)
+{
+	struct mqd_frame f;
+	union mqd_payload p;
+	uint32_t tag;
+	int rc = usable(c);
+
+	if (rc != 0)
+		return rc;
+	if (flags & ~(unsigned)MQ_QUIET)
+		return MQ_ERR_INVALID;
+	tag = new_tag(c);
+	rc = enc_message(c, MQD_OP_PUBLISH, (uint8_t)flags, tag, topic, body,
+	                 len, o);
+	if (rc != 0)
+		return rc;
+	if (flags & MQ_QUIET) {
+		quiet_request(c);
+		return quiet_done(c);
+	}
+	rc = expect_ok(c, tag, 4, &f, &p);
+	if (rc == 0 && receivers != NULL)
+		*receivers = mqd_load32(p.raw.p);
+	return rc;
+}
+
+int mq_subscribe(mq_conn *c, const char *pattern, uint32_t *tag)
+{
+	struct mqd_frame f;
+	union mqd_payload p;
+	uint32_t t;
+	size_t start;
+	int rc = usable(c);
+
+	if (rc != 0)
+		return rc;
+	if (!pattern_ok(pattern))
+		return MQ_ERR_INVALID;
+	t = new_tag(c);
+	start = c->out.len;
+	mqd_enc_subscribe(&c->out, t, pattern);
+	rc = enc_check(c, start);
+	if (rc == 0)
+		rc = expect_ok(c, t, 0, &f, &p);
+	if (rc == 0 && tag != NULL)
+		*tag = t;
+	return rc;
+}
+
+int mq_unsubscribe(mq_conn *c, uint32_t which)
+{
+	struct mqd_frame f;
+	union mqd_payload p;
+	uint32_t tag;
+	size_t start;
+	int rc = usable(c);
+
+	if (rc != 0)
+		return rc;
+	if (which == 0)
+		return MQ_ERR_INVALID;
+	tag = new_tag(c);
+	start = c->out.len;
+	mqd_enc_cancel(&c->out, MQD_OP_UNSUBSCRIBE, tag, which);
+	rc = enc_check(c, start);
+	return rc != 0 ? rc : expect_ok(c, tag, 0, &f, &p);
+}
+
+/* BIND or UNBIND. */
+static int bind_op(struct mq_conn *c, uint8_t op, const char *queue,
+                   const char *pattern)
+{
+	struct mqd_frame f;
+	union mqd_payload p;
+	uint32_t tag;
+	size_t start;
+	int rc = usable(c);
+
+	if (rc != 0)
+		return rc;
+	if (!name_ok(queue, false) || !pattern_ok(pattern))
+		return MQ_ERR_INVALID;
+	tag = new_tag(c);
+	start = c->out.len;
+	mqd_enc_bind(&c->out, op, tag, queue, pattern);
+	rc = enc_check(c, start);
+	return rc != 0 ? rc : expect_ok(c, tag, 0, &f, &p);
+}
+
+int mq_bind(mq_conn *c, const char *queue, const char *pattern)
+{
+	return bind_op(c, MQD_OP_BIND, queue, pattern);
+}
+
+int mq_unbind(mq_conn *c, const char *queue, const char *pattern)
+{
+	return bind_op(c, MQD_OP_UNBIND, queue, pattern);
+}
+
+/* ---- request / reply ---------------------------------------------------- */
+
+#define HDR_REPLY_TO "reply-to"
+#define HDR_CORRELATION_ID "correlation-id"
+
+/* Declare this connection's reply queue and consume it, once. */
+static int setup_reply_consumer(struct mq_conn *c)
+{
+	struct mq_declared d;
+	uint32_t tag;
+	int rc;
+
+	if (c->reply_tag != 0)
+		return 0;
+	rc = mq_declare(c, "", NULL, MQ_EXCLUSIVE, &d);
+	if (rc != 0)
+		return rc;
+	if (!name_ok(d.queue, false)) {
+		snprintf(c->errmsg, sizeof(c->errmsg),
+		         "the server named the reply queue badly");
+		mark_dead(c);
+		return MQ_ERR_PROTOCOL;
+	}
+	rc = mq_consume(c, d.queue, 0, MQ_AUTO_ACK, &tag);
+	if (rc != 0)
+		return rc;
+	snprintf(c->reply_queue, sizeof(c->reply_queue), "%s", d.queue);
+	c->reply_tag = tag;
+	return 0;
+}
+
+/* Whether a message's correlation-id header is exactly corr. */
+static bool corr_matches(struct mqd_span headers, const char *corr)
+{
+	struct mqd_span v;
+	size_t n = strlen(corr);
+
+	if (headers.len < 2 || !mqd_headers_find(headers, HDR_CORRELATION_ID, &v))
+		return false;
+	return v.len == n && memcmp(v.p, corr, n) == 0;
+}
+
+static int reply_queue_gone(struct mq_conn *c)
+{
+	forget_reply_consumer(c);
+	snprintf(c->errmsg, sizeof(c->errmsg), "the reply queue was deleted");
+	return MQ_ERR_NOT_FOUND;
+}
+
+/*
+ * Look through the delivery queue for the reply consumer's deliveries
+ * (which arrive there while other calls wait): unlink them, dropping the
+ * stale ones, and leave everything else in order.  *out gets the reply
+ * with this correlation id if it is there (corr NULL: drop them all, and
+ * notice quietly if the reply queue is gone).
+ */
+static int take_queued_reply(struct mq_conn *c, const char *corr,
+                             struct mq_message **out)
+{
+	struct msgbox **pp = &c->q_head, *b, *prev = NULL;
+	struct mqd_span h;
+
+	while ((b = *pp) != NULL) {
+		if (!is_reply_box(c, b)) {
+			prev = b;
+			pp = &b->next;
+			continue;
+		}
+		*pp = b->next;
+		if (c->q_tail == b)
+			c->q_tail = prev;
+		b->next = NULL;
+		if (b->cancelled_tag != 0) {
+			/* Nothing of the reply consumer follows its end. */
+			free(b);
+			if (*out == NULL && corr != NULL)
+				return reply_queue_gone(c);
+			forget_reply_consumer(c);
+			return 0;
+		}
+		h.p = b->msg.headers;
+		h.len = (uint32_t)b->msg.headers_len;
+		if (*out == NULL && corr != NULL && corr_matches(h, corr))
+			*out = &b->msg;
+		else
+			free(b);
+	}
+	return 0;
+}
+
+/*
+ * Read frames until the reply with this correlation id arrives or the
+ * deadline passes.  The reply consumer's frames are dealt with here; all
+ * others are sorted as any waiting call sorts them, so deliveries for the
+ * caller's own consumers keep their order in the delivery queue.
+ */
+static int wait_for_reply(struct mq_conn *c, const char *corr,
+                          int64_t deadline, struct mq_message **out)
+{
+	struct mqd_frame f;
+	union mqd_payload p;
+	struct msgbox *b;
+	bool got, matched;
+	int64_t left;
+	int rc;
+
+	for (;;) {
+		rc = next_frame(c, &f, &p, &got);
+		if (rc != 0)
+			return rc;
+		if (got) {
+			if (c->reply_tag != 0 && f.tag == c->reply_tag &&
+			    f.op == MQD_OP_CANCELLED)
+				return reply_queue_gone(c);
+			if (c->reply_tag != 0 && f.tag == c->reply_tag &&
+			    f.op == MQD_OP_DELIVER) {
+				if (!corr_matches(p.message.headers, corr))
+					continue; /* stale: dropped */
+				b = box_message(&f, &p.message, f.tag);
+				if (b == NULL)
+					return MQ_ERR_NOMEM;
+				*out = &b->msg;
+				return 0;
+			}
+			rc = handle_frame(c, &f, &p, 0, &matched);
+			if (rc != 0)
+				return rc;
+			continue;
+		}
+		if (c->dead)
+			return MQ_ERR_CLOSED;
+		left = deadline - now_ms();
+		if (left <= 0)
+			return MQ_ERR_TIMEOUT;
+		if (left > INT_MAX)
+			left = INT_MAX;
+		rc = pump(c, (int)left);
+		if (rc == ERR_INTR || rc == MQ_ERR_TIMEOUT)
+			continue; /* the deadline decides */
+		if (rc != 0)
+			return rc;
+	}
+}
+
+int mq_request(mq_conn *c, const char *queue, const void *body, size_t len,
+               uint32_t timeout_ms, struct mq_message **reply)
+{
+	struct mq_send_opts so;
+	struct mqd_wbuf hdr;
+	struct mqd_frame f;
+	union mqd_payload p;
+	char corr[24];
+	int64_t deadline = now_ms() + (int64_t)timeout_ms;
+	uint32_t tag;
+	int rc;
+
+	if (reply != NULL)
+		*reply = NULL;
+	rc = usable(c);
+	if (rc != 0)
+		return rc;
+	if (reply == NULL || !name_ok(queue, false) || (body == NULL && len > 0))
+		return MQ_ERR_INVALID;
+	/* Stale replies go now, and a reply queue deleted since the last
+	 * request (its CANCELLED may be waiting unread) is replaced before
+	 * this one names it. */
+	if (c->reply_tag != 0) {
+		rc = pump(c, 0);
+		if (rc == 0 || rc == MQ_ERR_TIMEOUT || rc == ERR_INTR)
+			rc = drain_buffered(c);
+		if (rc != 0)
+			return rc;
+		(void)take_queued_reply(c, NULL, reply);
+	}
+	rc = setup_reply_consumer(c);
+	if (rc != 0)
+		return rc;
+	snprintf(corr, sizeof(corr), "%llu", (unsigned long long)++c->corr_seq);
+	mqd_wbuf_init(&hdr);
+	mqd_headers_init(&hdr);
+	mqd_headers_add(&hdr, HDR_REPLY_TO, c->reply_queue,
+	                strlen(c->reply_queue));
+	mqd_headers_add(&hdr, HDR_CORRELATION_ID, corr, strlen(corr));
+	if (hdr.oom) {
+		mqd_wbuf_free(&hdr);
+		return MQ_ERR_NOMEM;
+	}
+	memset(&so, 0, sizeof(so));
+	so.headers = hdr.data;
+	so.headers_len = hdr.len;
+	tag = new_tag(c);
+	rc = enc_send(c, 0, tag, queue, body, len, &so);
+	mqd_wbuf_free(&hdr);
+	/* The SEND's OK tells us the request was stored (or why not); the
+	 * reply may already have arrived by then. */
+	if (rc == 0)
+		rc = expect_ok(c, tag, 8, &f, &p);
+	if (rc == 0)
+		rc = take_queued_reply(c, corr, reply);
+	if (rc == 0 && *reply == NULL)
+		rc = wait_for_reply(c, corr, deadline, reply);
+	if (rc == MQ_ERR_TIMEOUT)
+		snprintf(c->errmsg, sizeof(c->errmsg),
+		         "no reply from %s within %u ms", queue,
+		         (unsigned)timeout_ms);
+	return rc;
+}
+
+int mq_reply(mq_conn *c, const struct mq_message *request, const void *body,
+             size_t len)
+{
+	struct mq_send_opts so;
+	struct mqd_wbuf hdr;
+	const char *v;
+	char to[256];
+	int n, rc = usable(c);
+
+	if (rc != 0)
+		return rc;
+	if (request == NULL)
+		return MQ_ERR_INVALID;
+	n = mq_message_header(request, HDR_REPLY_TO, &v);
+	if (n <= 0 || n > MQD_NAME_MAX ||
+	    !mqd_name_valid((const uint8_t *)v, (size_t)n))
+		return MQ_ERR_INVALID;
+	memcpy(to, v, (size_t)n);
+	to[n] = '\0';
+	mqd_wbuf_init(&hdr);
+	mqd_headers_init(&hdr);
+	n = mq_message_header(request, HDR_CORRELATION_ID, &v);
+	if (n >= 0)
+		mqd_headers_add(&hdr, HDR_CORRELATION_ID, v, (size_t)n);
+	if (hdr.oom) {
+		mqd_wbuf_free(&hdr);
+		return MQ_ERR_NOMEM;
+	}
+	memset(&so, 0, sizeof(so));
+	so.headers = hdr.data;
+	so.headers_len = hdr.len;
+	rc = mq_send(c, to, body, len, &so, NULL);
+	mqd_wbuf_free(&hdr);
+	return rc;
 }
 
 /* ---- headers --------------------------------------------------------- */

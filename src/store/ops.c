@@ -93,6 +93,10 @@ struct mqd_queue *mqd_ops_queue(struct mqd_worker *w, const char *name,
 
 	if (q != NULL || !create || !w->cfg.auto_create || len > 255)
 		return q;
+	/* Server-named queues come only from DECLARE: a reply sent after its
+	 * requester left must not bring its queue back as an orphan. */
+	if (len > 4 && memcmp(name, "tmp.", 4) == 0)
+		return NULL;
 	default_settings(w, &s);
 	memcpy(copy, name, len);
 	copy[len] = '\0';
@@ -141,7 +145,8 @@ static struct mqd_queue *queue_for(struct mqd_worker *w, struct mqd_req *r,
 
 	if (q != NULL)
 		return q;
-	if (!create || !w->cfg.auto_create) {
+	if (!create || !w->cfg.auto_create ||
+	    (r->name_len > 4 && memcmp(r->name, "tmp.", 4) == 0)) {
 		fail(w, r, MQD_ERR_NOT_FOUND, "no such queue");
 		return NULL;
 	}

@@ -4,27 +4,34 @@
 
 /*
  * mq: the command-line client.  One subcommand per broker operation a
- * person (or a shell script) needs: send, get, consume, declare, delete,
- * purge, ping.  Everything goes through libmq; this file only parses
- * arguments, moves bytes between stdio and the library, and maps results
- * to exit statuses:
+ * person (or a shell script) needs: send, get, consume, publish,
+ * subscribe, bind, unbind, request, serve, declare, delete, purge, ping.
+ * Everything goes through libmq; this file only parses arguments, moves
+ * bytes between stdio (or a child process, for serve) and the library,
+ * and maps results to exit statuses:
  *
  *   0  success
  *   1  the server refused (its error name and words on stderr), or the
  *      connection failed
  *   2  usage error
- *   3  get: nothing (or fewer than COUNT messages) arrived in time
+ *   3  get: nothing (or fewer than COUNT messages) arrived in time;
+ *      request: no reply in time
  */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "mq/mq.h"
 #include "core/duration.h"
@@ -117,7 +124,9 @@ static int report(mq_conn *c, int err, const struct command *cmd)
 		return EXIT_SERVER;
 	case MQ_ERR_INVALID:
 		fprintf(stderr, "mq: invalid argument (queue and header names "
-		        "are 1 to 255 characters of A-Z a-z 0-9 . _ - :)\n");
+		        "are 1 to 255 characters of A-Z a-z 0-9 . _ - :; "
+		        "topics are dot-separated, patterns may use * and a "
+		        "final >)\n");
 		usage_line(stderr, cmd);
 		return EXIT_USAGE;
 	case MQ_ERR_PROTOCOL:
@@ -252,9 +261,23 @@ nomem:
 	return NULL;
 }
 
+/* SEND to a queue, or PUBLISH to a topic, waiting for the answer or
+ * (quiet) not. */
+static int put_message(mq_conn *c, bool publish, bool quiet, const char *dest,
+                       const void *body, size_t len,
+                       const struct mq_send_opts *o)
+{
+	if (publish)
+		return mq_publish(c, dest, body, len, o, quiet ? MQ_QUIET : 0,
+		                  NULL);
+	if (quiet)
+		return mq_send_quiet(c, dest, body, len, o);
+	return mq_send(c, dest, body, len, o, NULL);
+}
+
 /* One message per line of stdin, pipelined; errors come back at the sync. */
-static int send_lines(const struct command *cmd, mq_conn *c, const char *queue,
-                      const struct mq_send_opts *o)
+static int send_lines(const struct command *cmd, mq_conn *c, bool publish,
+                      const char *queue, const struct mq_send_opts *o)
 {
 	char *line = NULL;
 	size_t cap = 0;
@@ -265,7 +288,7 @@ static int send_lines(const struct command *cmd, mq_conn *c, const char *queue,
 	while ((n = getline(&line, &cap, stdin)) >= 0) {
 		if (n > 0 && line[n - 1] == '\n')
 			n--;
-		rc = mq_send_quiet(c, queue, line, (size_t)n, o);
+		rc = put_message(c, publish, true, queue, line, (size_t)n, o);
 		if (rc != 0)
 			break;
 		sent++;
@@ -287,7 +310,9 @@ static int send_lines(const struct command *cmd, mq_conn *c, const char *queue,
 	return rc;
 }
 
-static int cmd_send(const struct command *cmd, int argc, char **argv)
+/* send and publish: the same options, a queue or a topic. */
+static int send_or_publish(const struct command *cmd, int argc, char **argv,
+                           bool publish)
 {
 	static const struct option longopts[] = {
 		COMMON_LONG,
@@ -368,9 +393,15 @@ static int cmd_send(const struct command *cmd, int argc, char **argv)
 	}
 	if (argc - optind < 1 || argc - optind > 2 ||
 	    (lines && argc - optind != 1)) {
-		rc = usage_error(cmd, "%s", lines ?
-		                 "send -l takes QUEUE only (lines come from "
-		                 "standard input)" : "send takes QUEUE [BODY]");
+		if (publish)
+			rc = usage_error(cmd, "%s", lines ?
+			                 "publish -l takes TOPIC only (lines come "
+			                 "from standard input)" :
+			                 "publish takes TOPIC [BODY]");
+		else
+			rc = usage_error(cmd, "%s", lines ?
+			                 "send -l takes QUEUE only (lines come from "
+			                 "standard input)" : "send takes QUEUE [BODY]");
 		goto out;
 	}
 	so.headers = mq_headers_data(h, &len);
@@ -379,13 +410,13 @@ static int cmd_send(const struct command *cmd, int argc, char **argv)
 	if (rc != 0)
 		goto out;
 	if (lines) {
-		rc = send_lines(cmd, c, argv[optind], &so);
+		rc = send_lines(cmd, c, publish, argv[optind], &so);
 		goto out;
 	}
 	if (argc - optind == 2) {
 		body = argv[optind + 1];
 		len = strlen(body);
-		rc = mq_send(c, argv[optind], body, len, &so, NULL);
+		rc = put_message(c, publish, false, argv[optind], body, len, &so);
 		body = NULL;
 	} else {
 		body = read_all(stdin, &len);
@@ -393,7 +424,7 @@ static int cmd_send(const struct command *cmd, int argc, char **argv)
 			rc = EXIT_SERVER;
 			goto out;
 		}
-		rc = mq_send(c, argv[optind], body, len, &so, NULL);
+		rc = put_message(c, publish, false, argv[optind], body, len, &so);
 	}
 	if (rc != 0)
 		rc = report(c, rc, cmd);
@@ -402,6 +433,16 @@ out:
 	mq_close(c);
 	mq_headers_free(h);
 	return rc;
+}
+
+static int cmd_send(const struct command *cmd, int argc, char **argv)
+{
+	return send_or_publish(cmd, argc, argv, false);
+}
+
+static int cmd_publish(const struct command *cmd, int argc, char **argv)
+{
+	return send_or_publish(cmd, argc, argv, true);
 }
 
 /* ---- get and consume ------------------------------------------------- */
@@ -598,6 +639,523 @@ static int cmd_consume(const struct command *cmd, int argc, char **argv)
 	}
 	mq_close(c);
 	return rc;
+}
+
+/* ---- publish / subscribe --------------------------------------------- */
+
+/* "topic<TAB>body" and a newline on stdout, flushed. */
+static bool print_topic_body(const struct mq_message *m)
+{
+	if (fputs(m->source, stdout) == EOF || putchar('\t') == EOF)
+		goto fail;
+	return print_body(m);
+fail:
+	fprintf(stderr, "mq: writing standard output: %s\n", strerror(errno));
+	return false;
+}
+
+static int cmd_subscribe(const struct command *cmd, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		COMMON_LONG,
+		{ "count", required_argument, NULL, 'n' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct mq_message *m;
+	mq_conn *c = NULL;
+	uint64_t count = 0, got = 0;
+	uint32_t tag = 0;
+	int o, rc;
+
+	while ((o = next_opt(cmd, argc, argv, ":" COMMON_SHORT "n:",
+	                     longopts)) != -1) {
+		if (IS_OPT_EXIT(o))
+			return OPT_EXIT(o);
+		if (o == 'n' &&
+		    (!parse_uint(optarg, UINT32_MAX, &count) || count == 0))
+			return usage_error(cmd, "bad count '%s'", optarg);
+	}
+	if (argc - optind != 1)
+		return usage_error(cmd, "%s", "subscribe takes one PATTERN");
+	catch_stop_signals();
+	rc = open_conn(&c);
+	if (rc != 0)
+		return rc;
+	rc = mq_subscribe(c, argv[optind], &tag);
+	while (rc == 0 && !stop_requested && (count == 0 || got < count)) {
+		rc = mq_next(c, 1000, &m);
+		if (rc == MQ_ERR_TIMEOUT || (rc == MQ_ERR_IO && errno == EINTR)) {
+			rc = 0;
+			continue;
+		}
+		if (rc != 0)
+			break;
+		if (!print_topic_body(m)) {
+			mq_message_free(m);
+			mq_close(c);
+			return EXIT_SERVER;
+		}
+		got++;
+		mq_message_free(m);
+	}
+	if (rc != 0)
+		rc = report(c, rc, cmd);
+	mq_close(c);
+	return rc;
+}
+
+/* bind and unbind: QUEUE PATTERN. */
+static int bind_cmd(const struct command *cmd, int argc, char **argv,
+                    bool bind)
+{
+	static const struct option longopts[] = {
+		COMMON_LONG,
+		{ NULL, 0, NULL, 0 },
+	};
+	mq_conn *c = NULL;
+	int o, rc;
+
+	while ((o = next_opt(cmd, argc, argv, ":" COMMON_SHORT, longopts)) != -1)
+		if (IS_OPT_EXIT(o))
+			return OPT_EXIT(o);
+	if (argc - optind != 2)
+		return usage_error(cmd, "%s", bind ?
+		                   "bind takes QUEUE PATTERN" :
+		                   "unbind takes QUEUE PATTERN");
+	rc = open_conn(&c);
+	if (rc != 0)
+		return rc;
+	if (bind)
+		rc = mq_bind(c, argv[optind], argv[optind + 1]);
+	else
+		rc = mq_unbind(c, argv[optind], argv[optind + 1]);
+	if (rc != 0)
+		rc = report(c, rc, cmd);
+	mq_close(c);
+	return rc;
+}
+
+static int cmd_bind(const struct command *cmd, int argc, char **argv)
+{
+	return bind_cmd(cmd, argc, argv, true);
+}
+
+static int cmd_unbind(const struct command *cmd, int argc, char **argv)
+{
+	return bind_cmd(cmd, argc, argv, false);
+}
+
+/* ---- request / serve ------------------------------------------------- */
+
+#define REQUEST_TIMEOUT_MS 5000u
+
+static int cmd_request(const struct command *cmd, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		COMMON_LONG,
+		{ "timeout", required_argument, NULL, 't' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct mq_message *reply = NULL;
+	mq_conn *c = NULL;
+	uint32_t timeout = REQUEST_TIMEOUT_MS;
+	char *body = NULL;
+	const char *b;
+	size_t len;
+	int o, rc;
+
+	while ((o = next_opt(cmd, argc, argv, ":" COMMON_SHORT "t:",
+	                     longopts)) != -1) {
+		if (IS_OPT_EXIT(o))
+			return OPT_EXIT(o);
+		if (o == 't' && !parse_ms32(optarg, &timeout))
+			return usage_error(cmd, "bad timeout '%s' (e.g. "
+			                   "500ms, 2s, 1m)", optarg);
+	}
+	if (argc - optind < 1 || argc - optind > 2)
+		return usage_error(cmd, "%s", "request takes QUEUE [BODY]");
+	if (argc - optind == 2) {
+		b = argv[optind + 1];
+		len = strlen(b);
+	} else {
+		body = read_all(stdin, &len);
+		if (body == NULL)
+			return EXIT_SERVER;
+		b = body;
+	}
+	rc = open_conn(&c);
+	if (rc != 0) {
+		free(body);
+		return rc;
+	}
+	rc = mq_request(c, argv[optind], b, len, timeout, &reply);
+	free(body);
+	if (rc == MQ_ERR_TIMEOUT) {
+		fprintf(stderr, "mq: no reply from %s in time\n", argv[optind]);
+		rc = EXIT_EMPTY;
+	} else if (rc != 0) {
+		rc = report(c, rc, cmd);
+	} else if (!print_body(reply)) {
+		rc = EXIT_SERVER;
+	}
+	mq_message_free(reply);
+	mq_close(c);
+	return rc;
+}
+
+/* What running the command for one request produced. */
+struct run_result {
+	char *out;        /* its standard output, up to cap bytes */
+	size_t len;
+	bool truncated;   /* it wrote more than cap */
+	int status;       /* from waitpid */
+	int exec_errno;   /* nonzero: the command could not be started */
+};
+
+/* Make room for need bytes in *buf (capacity *capp), doubling, at most
+ * max. */
+static bool grow(char **buf, size_t *capp, size_t need, size_t max)
+{
+	size_t cap = *capp > 0 ? *capp : 4096;
+	char *nb;
+
+	if (need <= *capp)
+		return true;
+	while (cap < need)
+		cap = cap > max / 2 ? max : cap * 2;
+	nb = realloc(*buf, cap);
+	if (nb == NULL)
+		return false;
+	*buf = nb;
+	*capp = cap;
+	return true;
+}
+
+static int wait_child(pid_t pid, int *status)
+{
+	while (waitpid(pid, status, 0) < 0) {
+		if (errno != EINTR)
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * Run argv with in[0..inlen) on its standard input and collect its
+ * standard output (at most cap bytes are kept; the rest is read and
+ * dropped, so the command never blocks on a full pipe).  Standard input
+ * is written while standard output is read, so neither side can fill a
+ * pipe and wait for the other.  Standard error is the command's own (ours).
+ * Returns 0, or -1 on a system error (reported).
+ */
+static int run_command(char *const *cmdv, const void *in, size_t inlen,
+                       size_t cap, struct run_result *r)
+{
+	int inp[2] = { -1, -1 }, outp[2] = { -1, -1 }, errp[2] = { -1, -1 };
+	const char *inb = in;
+	size_t off = 0, keep, ocap = 0;
+	struct pollfd pfd[2];
+	char buf[65536];
+	ssize_t n;
+	pid_t pid;
+	int e, nfd;
+
+	memset(r, 0, sizeof(*r));
+	if (pipe2(inp, O_CLOEXEC) < 0 || pipe2(outp, O_CLOEXEC) < 0 ||
+	    pipe2(errp, O_CLOEXEC) < 0) {
+		fprintf(stderr, "mq: pipe: %s\n", strerror(errno));
+		goto fail;
+	}
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		fprintf(stderr, "mq: fork: %s\n", strerror(errno));
+		goto fail;
+	}
+	if (pid == 0) {
+		signal(SIGPIPE, SIG_DFL); /* ignored in serve, not in the child */
+		signal(SIGINT, SIG_DFL);
+		signal(SIGTERM, SIG_DFL);
+		if (dup2(inp[0], STDIN_FILENO) < 0 ||
+		    dup2(outp[1], STDOUT_FILENO) < 0) {
+			e = errno;
+		} else {
+			execvp(cmdv[0], cmdv);
+			e = errno;
+		}
+		(void)!write(errp[1], &e, sizeof(e));
+		_exit(127);
+	}
+	close(inp[0]);
+	close(outp[1]);
+	close(errp[1]);
+	inp[0] = outp[1] = errp[1] = -1;
+	(void)fcntl(inp[1], F_SETFL, fcntl(inp[1], F_GETFL) | O_NONBLOCK);
+	if (inlen == 0) {
+		close(inp[1]);
+		inp[1] = -1;
+	}
+	while (inp[1] >= 0 || outp[0] >= 0) {
+		nfd = 0;
+		if (outp[0] >= 0) {
+			pfd[nfd].fd = outp[0];
+			pfd[nfd].events = POLLIN;
+			pfd[nfd++].revents = 0;
+		}
+		if (inp[1] >= 0) {
+			pfd[nfd].fd = inp[1];
+			pfd[nfd].events = POLLOUT;
+			pfd[nfd++].revents = 0;
+		}
+		if (poll(pfd, (nfds_t)nfd, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			fprintf(stderr, "mq: poll: %s\n", strerror(errno));
+			break;
+		}
+		if (outp[0] >= 0 && pfd[0].revents != 0) {
+			n = read(outp[0], buf, sizeof(buf));
+			if (n > 0) {
+				keep = (size_t)n;
+				if (keep > cap - r->len) {
+					keep = cap - r->len;
+					r->truncated = true;
+				}
+				if (keep > 0 && !grow(&r->out, &ocap,
+				                      r->len + keep, cap)) {
+					keep = 0;
+					r->truncated = true; /* reported as too big */
+				}
+				if (keep > 0)
+					memcpy(r->out + r->len, buf, keep);
+				r->len += keep;
+			} else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+				close(outp[0]);
+				outp[0] = -1;
+			}
+		}
+		if (inp[1] >= 0 && pfd[nfd - 1].fd == inp[1] &&
+		    pfd[nfd - 1].revents != 0) {
+			n = write(inp[1], inb + off, inlen - off);
+			if (n > 0)
+				off += (size_t)n;
+			if ((n < 0 && errno != EINTR && errno != EAGAIN) ||
+			    off == inlen) {
+				/* Done, or the command stopped reading (EPIPE):
+				 * what it did not read it does not get. */
+				close(inp[1]);
+				inp[1] = -1;
+			}
+		}
+	}
+	if (inp[1] >= 0)
+		close(inp[1]);
+	if (outp[0] >= 0)
+		close(outp[0]);
+	inp[1] = outp[0] = -1;
+	n = read(errp[0], &e, sizeof(e));
+	close(errp[0]);
+	errp[0] = -1;
+	if (n == (ssize_t)sizeof(e))
+		r->exec_errno = e;
+	if (wait_child(pid, &r->status) < 0) {
+		fprintf(stderr, "mq: waitpid: %s\n", strerror(errno));
+		goto fail;
+	}
+	return 0;
+fail:
+	for (e = 0; e < 2; e++) {
+		if (inp[e] >= 0)
+			close(inp[e]);
+		if (outp[e] >= 0)
+			close(outp[e]);
+		if (errp[e] >= 0)
+			close(errp[e]);
+	}
+	free(r->out);
+	r->out = NULL;
+	return -1;
+}
+
+/* Why a command failed, for the log. */
+static void describe_status(int status, char *buf, size_t cap)
+{
+	if (WIFEXITED(status))
+		snprintf(buf, cap, "exited with status %d", WEXITSTATUS(status));
+	else if (WIFSIGNALED(status))
+		snprintf(buf, cap, "was killed by signal %d", WTERMSIG(status));
+	else
+		snprintf(buf, cap, "ended with status 0x%x", (unsigned)status);
+}
+
+/* The outcome of one request in serve. */
+enum served { SERVED_OK, SERVED_REJECTED, SERVED_REQUEUED, SERVED_FATAL };
+
+/*
+ * Handle one request: run the command, reply with its output, then ACK;
+ * or NACK (requeue 0) when the command fails or no reply can be sent.
+ * *rc gets a library error that ends serve (0 if none).
+ */
+static enum served serve_one(mq_conn *c, char *const *cmdv,
+                             const struct mq_message *m, int *rc)
+{
+	struct run_result r;
+	char why[64];
+	size_t cap = mq_max_frame(c);
+	int err;
+
+	*rc = 0;
+	if (mq_message_header(m, "reply-to", NULL) <= 0) {
+		fprintf(stderr, "mq: serve: message %llu has no reply-to "
+		        "header; rejected\n", (unsigned long long)m->id);
+		*rc = mq_nack(c, &m->id, 1, 0, 0, 0, NULL);
+		return SERVED_REJECTED;
+	}
+	if (run_command(cmdv, m->body, m->body_len, cap, &r) != 0) {
+		/* Not the request's fault: let another worker have it. */
+		*rc = mq_nack(c, &m->id, 1, 1, 0, 0, NULL);
+		return SERVED_FATAL;
+	}
+	if (r.exec_errno != 0) {
+		fprintf(stderr, "mq: serve: cannot run %s: %s\n", cmdv[0],
+		        strerror(r.exec_errno));
+		free(r.out);
+		*rc = mq_nack(c, &m->id, 1, 1, 0, 0, NULL);
+		return SERVED_FATAL;
+	}
+	if (!WIFEXITED(r.status) || WEXITSTATUS(r.status) != 0) {
+		describe_status(r.status, why, sizeof(why));
+		free(r.out);
+		if (stop_requested && WIFSIGNALED(r.status)) {
+			/* Interrupted with us (Ctrl-C reaches the whole
+			 * group): not the request's fault either. */
+			*rc = mq_nack(c, &m->id, 1, 1, 0, 0, NULL);
+			return SERVED_REQUEUED;
+		}
+		fprintf(stderr, "mq: serve: %s %s on message %llu; rejected\n",
+		        cmdv[0], why, (unsigned long long)m->id);
+		*rc = mq_nack(c, &m->id, 1, 0, 0, 0, NULL);
+		return SERVED_REJECTED;
+	}
+	if (r.truncated) {
+		fprintf(stderr, "mq: serve: %s wrote more than a message may "
+		        "hold (%zu bytes) for message %llu; rejected\n",
+		        cmdv[0], cap, (unsigned long long)m->id);
+		free(r.out);
+		*rc = mq_nack(c, &m->id, 1, 0, 0, 0, NULL);
+		return SERVED_REJECTED;
+	}
+	err = mq_reply(c, m, r.out, r.len);
+	free(r.out);
+	if (err == 0) {
+		/* The reply is stored: only now is the request done. */
+		*rc = mq_ack(c, &m->id, 1, MQ_QUIET, NULL);
+		return SERVED_OK;
+	}
+	if (err == MQ_ERR_IO || err == MQ_ERR_CLOSED || err == MQ_ERR_PROTOCOL ||
+	    err == MQ_ERR_NOMEM || err == MQ_ERR_SHUTTING_DOWN) {
+		/* Our connection is gone (or going): the request goes back to
+		 * the queue for another worker. */
+		*rc = err;
+		return SERVED_FATAL;
+	}
+	/* The reply was refused (its queue is gone, full, too small...). */
+	fprintf(stderr, "mq: serve: cannot reply to message %llu: %s%s%s; "
+	        "rejected\n", (unsigned long long)m->id, mq_strerror(err),
+	        mq_last_error_message(c)[0] ? ": " : "",
+	        mq_last_error_message(c));
+	*rc = mq_nack(c, &m->id, 1, 0, 0, 0, NULL);
+	return SERVED_REJECTED;
+}
+
+static int cmd_serve(const struct command *cmd, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		COMMON_LONG,
+		{ "prefetch", required_argument, NULL, OPT_PREFETCH },
+		{ "count", required_argument, NULL, 'n' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct mq_message *m;
+	mq_conn *c = NULL;
+	uint64_t count = 0, got = 0, prefetch = 1;
+	uint32_t tag = 0;
+	char **cmdv;
+	enum served res;
+	int o, rc, dd, nargs, status = 0;
+
+	/* Everything after the first "--" is the command, untouched by
+	 * option parsing. */
+	for (dd = 1; dd < argc && strcmp(argv[dd], "--") != 0; dd++)
+		;
+	if (dd >= argc - 1) {
+		/* Still honour -h before complaining. */
+		for (o = 1; o < dd; o++)
+			if (strcmp(argv[o], "-h") == 0 ||
+			    strcmp(argv[o], "--help") == 0) {
+				usage_line(stdout, cmd);
+				fputs("See mq(1) for the options.\n", stdout);
+				return 0;
+			}
+		return usage_error(cmd, "%s", "serve needs a command after '--'");
+	}
+	cmdv = argv + dd + 1;
+	nargs = dd;
+	while ((o = next_opt(cmd, nargs, argv, ":" COMMON_SHORT "n:",
+	                     longopts)) != -1) {
+		if (IS_OPT_EXIT(o))
+			return OPT_EXIT(o);
+		switch (o) {
+		case OPT_PREFETCH:
+			if (!parse_uint(optarg, UINT32_MAX, &prefetch))
+				return usage_error(cmd, "bad prefetch '%s'", optarg);
+			break;
+		case 'n':
+			if (!parse_uint(optarg, UINT32_MAX, &count) || count == 0)
+				return usage_error(cmd, "bad count '%s'", optarg);
+			break;
+		}
+	}
+	if (nargs - optind != 1)
+		return usage_error(cmd, "%s", "serve takes one QUEUE before '--'");
+	catch_stop_signals();
+	signal(SIGPIPE, SIG_IGN); /* a command that does not read its input */
+	rc = open_conn(&c);
+	if (rc != 0)
+		return rc;
+	rc = mq_consume(c, argv[optind], (uint32_t)prefetch, 0, &tag);
+	while (rc == 0 && !stop_requested && (count == 0 || got < count)) {
+		rc = mq_next(c, 1000, &m);
+		if (rc == MQ_ERR_TIMEOUT || (rc == MQ_ERR_IO && errno == EINTR)) {
+			rc = 0;
+			continue;
+		}
+		if (rc != 0)
+			break;
+		res = serve_one(c, cmdv, m, &rc);
+		mq_message_free(m);
+		if (res == SERVED_FATAL) {
+			if (rc == 0)
+				status = EXIT_SERVER;
+			break;
+		}
+		if (res != SERVED_REQUEUED)
+			got++;
+		/* The last one: no more deliveries, please. */
+		if (rc == 0 && count > 0 && got == count)
+			rc = mq_cancel(c, tag);
+	}
+	if (rc == 0)
+		rc = mq_sync(c); /* flush the last acks and hear about them */
+	if (rc == MQ_ERR_NOT_FOUND && mq_cancelled_tag(c) == tag) {
+		fprintf(stderr, "mq: NOT_FOUND: queue %s was deleted\n",
+		        argv[optind]);
+		rc = EXIT_SERVER;
+	} else if (rc != 0) {
+		rc = report(c, rc, cmd);
+	}
+	mq_close(c);
+	return rc != 0 ? rc : status;
 }
 
 /* ---- declare, delete, purge, ping ------------------------------------ */
@@ -797,6 +1355,14 @@ static const struct command commands[] = {
 	  "[-l] [-p PRIO] [-H KEY=VALUE]... [--ttl DUR] [--delay DUR] QUEUE [BODY]" },
 	{ "get", cmd_get, "[-t TIMEOUT] [-n COUNT] [--no-ack] QUEUE" },
 	{ "consume", cmd_consume, "[--prefetch N] [-n COUNT] QUEUE" },
+	{ "publish", cmd_publish,
+	  "[-l] [-p PRIO] [-H KEY=VALUE]... [--ttl DUR] [--delay DUR] TOPIC [BODY]" },
+	{ "subscribe", cmd_subscribe, "[-n COUNT] PATTERN" },
+	{ "bind", cmd_bind, "QUEUE PATTERN" },
+	{ "unbind", cmd_unbind, "QUEUE PATTERN" },
+	{ "request", cmd_request, "[-t TIMEOUT] QUEUE [BODY]" },
+	{ "serve", cmd_serve,
+	  "[--prefetch N] [-n COUNT] QUEUE -- COMMAND [ARGS...]" },
 	{ "declare", cmd_declare,
 	  "[--max-length N] [--max-bytes SIZE] [--overflow reject|drop-head] "
 	  "[--ttl DUR] [--ack-timeout DUR] [--max-attempts N] "
@@ -825,7 +1391,8 @@ static void help(void)
 		printf("  mq %s%s%s\n", commands[i].name,
 		       commands[i].usage[0] ? " " : "", commands[i].usage);
 	fputs("\nExit status: 0 ok, 1 server or connection error, 2 usage "
-	      "error,\n3 get found nothing in time.  See mq(1).\n", stdout);
+	      "error,\n3 get found nothing (request got no reply) in time.  "
+	      "See mq(1).\n", stdout);
 }
 
 int main(int argc, char **argv)

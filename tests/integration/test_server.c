@@ -1489,6 +1489,14 @@ START_TEST(test_auto_create)
 	ck_assert(QUEUE_EXISTS(fd, 4, "ac-send"));
 	ck_assert(QUEUE_EXISTS(fd, 5, "ac-get"));
 	ck_assert(QUEUE_EXISTS(fd, 6, "ac-consume"));
+	/* Server-named queues are never auto-created: a reply to a
+	 * requester that has left must not leave an orphan queue. */
+	struct mqt_buf b;
+	mqt_buf_init(&b);
+	mqt_enc_send(&b, 0, 7, "tmp.gone.1", 0, "late reply", 10);
+	EXPECT_REQ_ERR(fd, &b, 7, MQT_E_NOT_FOUND);
+	ck_assert(!QUEUE_EXISTS(fd, 8, "tmp.gone.1"));
+	mqt_buf_free(&b);
 	close(fd);
 	STOP(s);
 }
