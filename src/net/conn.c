@@ -146,6 +146,8 @@ static void flush_fifo(struct mqd_conn *c)
 		if (c->fifo_head == NULL)
 			c->fifo_tail = NULL;
 		c->fifo_len--;
+		if (r->pushed)
+			c->pushed_bytes -= r->reply.len;
 		if (writable(c) && !r->quiet_ok && r->reply.len > 0) {
 			if (r->reply.oom) {
 				mqd_req_free(r);
@@ -296,7 +298,10 @@ static void output_published(struct mqd_conn *c, struct mqd_mail_output *o)
 	    cs->sub_id != o->sub_id)
 		goto drop;
 	out = out_buf(c);
-	if (evbuffer_get_length(out) > c->home->cfg.slow_consumer_bytes) {
+	/* Unsent output: in the socket's buffer, and held behind a pending
+	 * reply (a GET that waits). */
+	if (evbuffer_get_length(out) + c->pushed_bytes >
+	    c->home->cfg.slow_consumer_bytes) {
 		c->dropped_slow++;
 		goto drop;
 	}
@@ -309,6 +314,8 @@ static void output_published(struct mqd_conn *c, struct mqd_mail_output *o)
 		if (sh)
 			mqd_w_bytes(&r->reply, sh->data, sh->len);
 		r->done = true;
+		r->pushed = true;
+		c->pushed_bytes += r->reply.len;
 	} else if (evbuffer_add(out, o->data, o->len) < 0 ||
 	           (sh && evbuffer_add_reference(out, sh->data, sh->len,
 	                                         shared_free_cb, sh) < 0)) {
@@ -360,6 +367,8 @@ void mqd_conn_output(struct mqd_conn *c, struct mqd_mail_output *o)
 			return;
 		}
 		r->done = true;
+		r->pushed = true;
+		c->pushed_bytes += r->reply.len;
 	}
 	if (credit == 0 || cc == NULL)
 		return;

@@ -40,6 +40,7 @@ struct mqd_req {
 	uint32_t tag;
 	bool done;
 	bool quiet_ok;          /* answered, and QUIET: nothing to write */
+	bool pushed;            /* a pushed frame waiting behind a reply */
 	union mqd_payload p;    /* spans point into frame[] */
 	struct mqd_msg *msg;    /* SEND: the message to store */
 	char name[256];         /* the queue this request routes by */
@@ -103,6 +104,7 @@ struct mqd_conn {
 	struct mqd_conn_consumer *consumers;
 	struct mqd_conn_sub *subs;
 	uint64_t dropped_slow; /* published messages dropped: output too full */
+	uint64_t pushed_bytes; /* pushed frames waiting in the FIFO */
 	uint32_t tmp_seq;
 	uint64_t last_active_ms;
 	uint64_t bytes_in, bytes_out;
