@@ -509,15 +509,12 @@ static void collect_cb(void *arg, void *value)
 	mt->binds[mt->nbinds++] = b;
 }
 
-void mqd_shared_unref(struct mqd_shared *sh)
-{
-	if (sh != NULL && atomic_fetch_sub(&sh->refs, 1) == 1)
-		free(sh);
-}
-
-/* One DELIVER for every subscriber: the payload once, shared. */
-static void fan_out(struct mqd_worker *w, const struct mqd_send *s,
-                    struct matches *mt)
+/* The DELIVER frame, once: its first 10 bytes (length, op, flags, tag 0)
+ * into head, the rest (whose tail is the body) into a shared buffer for
+ * every subscriber and every bound queue's copy.  NULL out of memory. */
+static struct mqd_shared *encode_once(struct mqd_worker *w,
+                                      const struct mqd_send *s,
+                                      uint8_t head[MQD_FRAME_HDR_SIZE])
 {
 	struct mqd_message v;
 	struct mqd_wbuf b;
@@ -539,11 +536,21 @@ static void fan_out(struct mqd_worker *w, const struct mqd_send *s,
 		mqd_wbuf_free(&b);
 		mqd_log_error("out of memory publishing to %.*s",
 		              (int)s->dest.len, (const char *)s->dest.p);
-		return;
+		return NULL;
 	}
 	atomic_init(&sh->refs, 1);
 	sh->len = b.len - MQD_FRAME_HDR_SIZE;
 	memcpy(sh->data, b.data + MQD_FRAME_HDR_SIZE, sh->len);
+	memcpy(head, b.data, MQD_FRAME_HDR_SIZE);
+	mqd_wbuf_free(&b);
+	return sh;
+}
+
+/* One DELIVER for every subscriber: its own 10-byte header, the payload by
+ * reference. */
+static void fan_out(struct mqd_worker *w, struct mqd_shared *sh,
+                    const uint8_t head[MQD_FRAME_HDR_SIZE], struct matches *mt)
+{
 	for (size_t i = 0; i < mt->nsubs; i++) {
 		struct mqd_sub_entry *e = mt->subs[i];
 		struct mqd_mail_output *o = malloc(sizeof *o + MQD_FRAME_HDR_SIZE);
@@ -555,14 +562,12 @@ static void fan_out(struct mqd_worker *w, const struct mqd_send *s,
 		o->tag = e->tag;
 		o->sub_id = e->sub_id;
 		o->len = MQD_FRAME_HDR_SIZE;
-		memcpy(o->data, b.data, MQD_FRAME_HDR_SIZE);
+		memcpy(o->data, head, MQD_FRAME_HDR_SIZE);
 		mqd_store32(o->data + 6, e->tag);
-		atomic_fetch_add(&sh->refs, 1);
+		mqd_shared_ref(sh);
 		o->shared = sh;
 		mqd_worker_push(w, e->peer, o);
 	}
-	mqd_shared_unref(sh);
-	mqd_wbuf_free(&b);
 }
 
 void mqd_pubsub_exec_publish(struct mqd_worker *w, struct mqd_req *r)
@@ -570,6 +575,8 @@ void mqd_pubsub_exec_publish(struct mqd_worker *w, struct mqd_req *r)
 	const struct mqd_send *s = &r->p.send;
 	struct matches mt;
 	struct route_wait *wt = NULL;
+	struct mqd_shared *sh = NULL;
+	uint8_t head[MQD_FRAME_HDR_SIZE];
 
 	memset(&mt, 0, sizeof mt);
 	mqd_topics_match(w->topics, (const char *)s->dest.p, s->dest.len,
@@ -577,8 +584,12 @@ void mqd_pubsub_exec_publish(struct mqd_worker *w, struct mqd_req *r)
 	if (mt.oom)
 		mqd_log_error("out of memory matching a publish: some "
 		              "receivers missed it");
+	if (mt.nsubs + mt.nbinds > 0)
+		sh = encode_once(w, s, head);
+	if (sh == NULL)
+		mt.nsubs = mt.nbinds = 0; /* out of memory: nobody gets it */
 	if (mt.nsubs > 0)
-		fan_out(w, s, &mt);
+		fan_out(w, sh, head, &mt);
 	if (mt.nbinds > 0 && (wt = wait_new(w, r, WAIT_PUBLISH)) != NULL) {
 		wt->count = (uint32_t)mt.nsubs;
 		wt->pending = 1; /* held until every copy is sent */
@@ -586,9 +597,12 @@ void mqd_pubsub_exec_publish(struct mqd_worker *w, struct mqd_req *r)
 			struct mqd_binding *b = mt.binds[i];
 			struct mqd_mail_route *m =
 				route_new(ROUTE_COPY, b->queue, b->qlen, NULL, 0);
+			/* The body by reference: the tail of the payload. */
 			struct mqd_msg *msg =
-				m ? mqd_msg_new(s->headers.p, s->headers.len,
-				                s->nheaders, s->body.p, s->body.len)
+				m ? mqd_msg_new_shared(s->headers.p, s->headers.len,
+				                       s->nheaders, sh,
+				                       sh->data + sh->len - s->body.len,
+				                       s->body.len)
 				  : NULL;
 			if (msg == NULL) {
 				/* Memory limit or allocation: no copy. */
@@ -614,6 +628,7 @@ void mqd_pubsub_exec_publish(struct mqd_worker *w, struct mqd_req *r)
 			mqd_enc_ok_u32(&r->reply, r->tag, (uint32_t)mt.nsubs);
 		mqd_worker_answer(w, r);
 	}
+	mqd_shared_unref(sh);
 	free(mt.subs);
 	free(mt.binds);
 }

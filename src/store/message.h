@@ -17,8 +17,20 @@
 #ifndef MQD_MESSAGE_H
 #define MQD_MESSAGE_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* A buffer shared between threads and freed by the last holder: a
+ * PUBLISH's DELIVER payload, whose tail is the body, is held by every
+ * subscriber's socket and by every bound queue's copy of the message. */
+struct mqd_shared {
+	atomic_uint refs;
+	size_t len;
+	uint8_t data[];
+};
+void mqd_shared_ref(struct mqd_shared *sh);
+void mqd_shared_unref(struct mqd_shared *sh);
 
 struct mqd_queue;
 struct mqd_peer;
@@ -48,6 +60,9 @@ struct mqd_msg {
 	uint16_t nheaders;
 	uint32_t headers_len;  /* raw headers field, count included (>= 2) */
 	uint32_t body_len;
+	/* The body lives in a shared buffer (a PUBLISH's copies) when set. */
+	struct mqd_shared *shared;
+	const uint8_t *ext_body;
 	/* While held: */
 	struct mqd_queue *queue;
 	struct mqd_peer *holder;
@@ -61,6 +76,10 @@ struct mqd_msg {
 struct mqd_msg *mqd_msg_new(const void *headers, size_t headers_len,
                             uint16_t nheaders, const void *body,
                             size_t body_len);
+/* The same, with the body by reference into sh (which gains a holder). */
+struct mqd_msg *mqd_msg_new_shared(const void *headers, size_t headers_len,
+                                   uint16_t nheaders, struct mqd_shared *sh,
+                                   const uint8_t *body, size_t body_len);
 void mqd_msg_free(struct mqd_msg *m);
 
 /* Process-wide accounting of message memory. 0 = no limit. */
@@ -73,7 +92,7 @@ static inline const uint8_t *mqd_msg_headers(const struct mqd_msg *m)
 }
 static inline const uint8_t *mqd_msg_body(const struct mqd_msg *m)
 {
-	return m->data + m->headers_len;
+	return m->ext_body ? m->ext_body : m->data + m->headers_len;
 }
 /* Bytes the message accounts for against limits: its body. */
 static inline uint64_t mqd_msg_bytes(const struct mqd_msg *m)

@@ -114,15 +114,6 @@ struct mqd_mail_conn_new {
 	char peer[64];
 };
 
-/* A payload shared by every subscriber a PUBLISH reaches: written to each
- * socket by reference and freed by the last. */
-struct mqd_shared {
-	atomic_uint refs;
-	size_t len;
-	uint8_t data[];
-};
-void mqd_shared_unref(struct mqd_shared *sh);
-
 /* Frames pushed to a connection by a queue's owner. */
 struct mqd_mail_output {
 	struct mqd_mail mail;
