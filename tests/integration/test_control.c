@@ -31,33 +31,18 @@
 
 #include "core/config.h"
 #include "lib/harness.h"
+#include "lib/expect.h"
 #include "mq/mq.h"
 
-#define RD_MS 10000   /* a reply that must come */
-#define GONE_MS 10000 /* wait-until limit for asynchronous effects */
 #define LINE_MAX_CTL 4096
 
+#undef START /* this suite's START also waits for the control socket */
 #define START(s)                                                              \
 	do {                                                                  \
 		ck_assert_msg(mqt_server_start(&(s), NULL) == 0,              \
 		              "mqd did not start (see stderr)");              \
 		ctl_wait_at(__LINE__, &(s));                                  \
 	} while (0)
-#define STOP(s)                                                               \
-	do {                                                                  \
-		int stop_rc_ = mqt_server_stop(&(s));                         \
-		ck_assert_msg(stop_rc_ == 0,                                  \
-		              "mqd did not exit 0 after SIGTERM: %d "        \
-		              "(see its log on stderr)", stop_rc_);           \
-	} while (0)
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
 
 /* ---- talking to the control socket ------------------------------------- */
 
@@ -328,14 +313,6 @@ static void wait_field_at(int line, const struct mqt_server *s,
 	             queue, field, (long long)got, (long long)want);
 }
 #define WAIT_FIELD(s, q, f, v) wait_field_at(__LINE__, &(s), q, f, v)
-
-static mq_conn *connect_at(int line, const struct mqt_server *s)
-{
-	mq_conn *c = mqt_connect(s);
-	ck_assert_msg(c != NULL, "line %d: libmq connect failed", line);
-	return c;
-}
-#define CONNECT(s) connect_at(__LINE__, &(s))
 
 static void send_n(mq_conn *c, const char *queue, int n)
 {
@@ -2050,14 +2027,6 @@ END_TEST
 
 /* ======================================================================= */
 
-#define ADD(su, t)                                                            \
-	do {                                                                  \
-		TCase *tc_ = tcase_create(#t);                                \
-		tcase_set_timeout(tc_, 60);                                   \
-		tcase_add_test(tc_, t);                                       \
-		suite_add_tcase(su, tc_);                                     \
-	} while (0)
-
 static Suite *control_suite(void)
 {
 	Suite *su = suite_create("control");
@@ -2097,12 +2066,5 @@ static Suite *control_suite(void)
 
 int main(void)
 {
-	/* A server that closes on us must not kill the test with SIGPIPE. */
-	signal(SIGPIPE, SIG_IGN);
-	SRunner *sr = srunner_create(control_suite());
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return mqt_run_suite(control_suite());
 }

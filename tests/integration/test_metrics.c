@@ -31,19 +31,12 @@
 #include <unistd.h>
 
 #include "lib/harness.h"
+#include "lib/expect.h"
 #include "mq/mq.h"
 
 #define WAIT_MS 10000 /* wait-until limit for anything asynchronous */
 #define PAGE_MAX (10 * 1024)
 #define CT_METRICS "text/plain; version=0.0.4; charset=utf-8"
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
 
 /* ---- the broker ------------------------------------------------------------ */
 
@@ -98,14 +91,8 @@ static uint16_t start_at(int line, struct mqt_server *s)
 	              "line %d: mqd did not start (see stderr)", line);
 	return metrics_port_at(line, s);
 }
+#undef START /* this suite's START returns the metrics port */
 #define START(s) start_at(__LINE__, &(s))
-#define STOP(s)                                                               \
-	do {                                                                  \
-		int stop_rc_ = mqt_server_stop(&(s));                         \
-		ck_assert_msg(stop_rc_ == 0,                                  \
-		              "mqd did not exit 0 after SIGTERM: %d "        \
-		              "(see its log on stderr)", stop_rc_);           \
-	} while (0)
 
 /* ---- a tiny HTTP/1.0 client ------------------------------------------------ */
 
@@ -627,14 +614,6 @@ static void ctl_wait(const struct mqt_server *s)
 	}
 }
 
-static mq_conn *connect_at(int line, const struct mqt_server *s)
-{
-	mq_conn *c = mqt_connect(s);
-	ck_assert_msg(c != NULL, "line %d: libmq connect failed", line);
-	return c;
-}
-#define CONNECT(s) connect_at(__LINE__, &(s))
-
 static void send_n(mq_conn *c, const char *queue, int n)
 {
 	for (int i = 0; i < n; i++) {
@@ -1047,14 +1026,6 @@ END_TEST
 
 /* ======================================================================= */
 
-#define ADD(su, t)                                                            \
-	do {                                                                  \
-		TCase *tc_ = tcase_create(#t);                                \
-		tcase_set_timeout(tc_, 60);                                   \
-		tcase_add_test(tc_, t);                                       \
-		suite_add_tcase(su, tc_);                                     \
-	} while (0)
-
 static Suite *metrics_suite(void)
 {
 	Suite *su = suite_create("metrics");
@@ -1072,12 +1043,5 @@ static Suite *metrics_suite(void)
 
 int main(void)
 {
-	/* A server that closes on us must not kill the test with SIGPIPE. */
-	signal(SIGPIPE, SIG_IGN);
-	SRunner *sr = srunner_create(metrics_suite());
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return mqt_run_suite(metrics_suite());
 }

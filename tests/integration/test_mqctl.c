@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "lib/harness.h"
+#include "lib/expect.h"
 #include "mq/mq.h"
 
 #define RUN_LIMIT_MS 20000 /* mqctl itself gives up after 30 s */
@@ -44,14 +45,6 @@ struct run {
 	char out[1 << 16];
 	char err[1 << 13];
 };
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
 
 /* Read both pipes until both close (or the limit passes). */
 static void drain(struct run *r, int ofd, int efd, pid_t pid)
@@ -952,14 +945,6 @@ END_TEST
 
 /* ======================================================================= */
 
-#define ADD(su, t)                                                            \
-	do {                                                                  \
-		TCase *tc_ = tcase_create(#t);                                \
-		tcase_set_timeout(tc_, 60);                                   \
-		tcase_add_test(tc_, t);                                       \
-		suite_add_tcase(su, tc_);                                     \
-	} while (0)
-
 static Suite *mqctl_suite(void)
 {
 	Suite *su = suite_create("mqctl");
@@ -985,14 +970,5 @@ static Suite *mqctl_suite(void)
 
 int main(void)
 {
-	SRunner *sr;
-	int failed;
-
-	signal(SIGPIPE, SIG_IGN);
-	sr = srunner_create(mqctl_suite());
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return mqt_run_suite(mqctl_suite());
 }

@@ -46,9 +46,7 @@
 #include <jansson.h>
 
 #include "../lib/harness.h"
-
-#define RD_MS 10000   /* a reply that must come */
-#define GONE_MS 10000 /* wait-until limit for asynchronous effects */
+#include "../lib/expect.h"
 
 /* Wire ops the harness does not name (PROTOCOL.md 3, 4.1, 4.2). */
 enum {
@@ -58,144 +56,12 @@ enum {
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
-/* ---- assertion helpers (as in test_server.c) ------------------------------ */
-
-#define START(s) START_CONF(s, NULL, NULL)
-#define START_EXTRA(s, extra) START_CONF(s, extra, NULL)
-#define START_CONF(s, extra, sections)                                        \
-	ck_assert_msg(mqt_server_start_conf(&(s), extra, sections) == 0,      \
-	              "mqd did not start (see stderr)")
-#define STOP(s)                                                               \
-	do {                                                                  \
-		int stop_rc_ = mqt_server_stop(&(s));                         \
-		ck_assert_msg(stop_rc_ == 0,                                  \
-		              "mqd did not exit 0 after SIGTERM: %d "        \
-		              "(see its log on stderr)", stop_rc_);           \
-	} while (0)
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
-}
-
-static const char *rd_str(int rc)
-{
-	switch (rc) {
-	case MQT_RD_FRAME: return "a frame";
-	case MQT_RD_EOF: return "the connection closed";
-	case MQT_RD_TIMEOUT: return "nothing (timeout)";
-	default: return "a read error / bad frame length";
-	}
-}
-
-static int raw_open_at(int line, const struct mqt_server *s)
-{
-	int fd = mqt_raw_open(s);
-	ck_assert_msg(fd >= 0, "line %d: connect + HELLO failed", line);
-	return fd;
-}
-#define RAW_OPEN(s) raw_open_at(__LINE__, &(s))
-
-static void send_at(int line, int fd, struct mqt_buf *b)
-{
-	ck_assert_msg(mqt_raw_send_buf(fd, b) == 0, "line %d: send: %s", line,
-	              strerror(errno));
-	mqt_buf_reset(b);
-}
-#define SENDB(fd, b) send_at(__LINE__, fd, b)
-
 static void read_at(int line, int fd, struct mqt_frame *f, const char *what)
 {
 	int rc = mqt_raw_read(fd, f, RD_MS);
 	ck_assert_msg(rc == MQT_RD_FRAME, "line %d: expected %s, got %s", line,
 	              what, rd_str(rc));
 }
-
-static void expect_at(int line, int fd, struct mqt_frame *f, int op,
-                      uint32_t tag)
-{
-	int rc = mqt_raw_read(fd, f, RD_MS);
-	ck_assert_msg(rc == MQT_RD_FRAME,
-	              "line %d: expected op 0x%02x tag %u, got %s", line, op,
-	              tag, rd_str(rc));
-	ck_assert_msg(f->op == op && f->tag == tag,
-	              "line %d: expected op 0x%02x tag %u, got %s", line, op,
-	              tag, mqt_frame_str(f));
-}
-#define EXPECT(fd, f, op, tag) expect_at(__LINE__, fd, f, op, tag)
-
-static void expect_err_at(int line, int fd, uint32_t tag, int code)
-{
-	struct mqt_frame f;
-	int rc = mqt_raw_read(fd, &f, RD_MS);
-	ck_assert_msg(rc == MQT_RD_FRAME,
-	              "line %d: expected ERROR %s tag %u, got %s", line,
-	              mqt_err_name(code), tag, rd_str(rc));
-	ck_assert_msg(f.op == MQT_ERROR && f.tag == tag &&
-	                      mqt_error_code(&f) == code,
-	              "line %d: expected ERROR %s tag %u, got %s", line,
-	              mqt_err_name(code), tag, mqt_frame_str(&f));
-	mqt_frame_free(&f);
-}
-#define EXPECT_ERR(fd, tag, code) expect_err_at(__LINE__, fd, tag, code)
-
-static void expect_ok_empty_at(int line, int fd, uint32_t tag)
-{
-	struct mqt_frame f;
-	expect_at(line, fd, &f, MQT_OK, tag);
-	ck_assert_msg(f.len == 0, "line %d: OK payload is %u bytes, expected "
-	              "none", line, f.len);
-	mqt_frame_free(&f);
-}
-#define EXPECT_OK(fd, tag) expect_ok_empty_at(__LINE__, fd, tag)
-
-static uint32_t ok_u32_at(int line, struct mqt_frame *f)
-{
-	struct mqt_rd r;
-	mqt_rd_init(&r, f);
-	uint32_t v = mqt_get_u32(&r);
-	ck_assert_msg(mqt_rd_done(&r), "line %d: OK payload is %u bytes, "
-	              "expected a u32", line, f->len);
-	return v;
-}
-
-static void parse_msg_at(int line, const struct mqt_frame *f,
-                         struct mqt_msg *m)
-{
-	ck_assert_msg(mqt_parse_msg(f, m) == 0, "line %d: MESSAGE/DELIVER "
-	              "payload does not parse (%s)", line, mqt_frame_str(f));
-}
-
-static bool body_is(const struct mqt_msg *m, const char *body)
-{
-	size_t n = strlen(body);
-	return m->body_len == n && memcmp(m->body, body, n) == 0;
-}
-
-static void check_body_at(int line, const struct mqt_msg *m,
-                          const char *body)
-{
-	ck_assert_msg(body_is(m, body),
-	              "line %d: expected body \"%s\", got \"%.*s\"", line,
-	              body, (int)(m->body_len > 200 ? 200 : m->body_len),
-	              m->body ? (const char *)m->body : "");
-}
-#define CHECK_BODY(m, body) check_body_at(__LINE__, m, body)
-
-static void ping_at(int line, int fd, uint32_t tag)
-{
-	struct mqt_buf b;
-	struct mqt_frame f;
-	mqt_buf_init(&b);
-	mqt_enc_ping(&b, tag, "pp", 2);
-	send_at(line, fd, &b);
-	mqt_buf_free(&b);
-	expect_at(line, fd, &f, MQT_PONG, tag);
-	mqt_frame_free(&f);
-}
-#define PING(fd, tag) ping_at(__LINE__, fd, tag)
 
 /* ---- frames the harness has no encoder for ------------------------------------ */
 
@@ -395,28 +261,16 @@ static void delete_at(int line, int fd, uint32_t tag, const char *q)
 }
 #define DELETE(fd, tag, q) delete_at(__LINE__, fd, tag, q)
 
-/* GET (answer at once) and expect MESSAGE; f must be freed. */
-static void get_at(int line, int fd, uint32_t tag, const char *q,
-                   uint32_t timeout_ms, struct mqt_frame *f,
-                   struct mqt_msg *m)
-{
-	struct mqt_buf b;
-	mqt_buf_init(&b);
-	mqt_enc_get(&b, MQ_AUTO_ACK, tag, q, timeout_ms);
-	send_at(line, fd, &b);
-	mqt_buf_free(&b);
-	expect_at(line, fd, f, MQT_MESSAGE, tag);
-	parse_msg_at(line, f, m);
-}
-#define GET(fd, tag, q, f, m) get_at(__LINE__, fd, tag, q, 0, f, m)
+/* GET (auto-ack, answer at once) and expect MESSAGE; f must be freed. */
+#define GET(fd, tag, q, f, m) do_get_at(__LINE__, fd, tag, q, 0, MQ_AUTO_ACK, f, m)
 
 /* GET and expect this body and priority; the source must be the queue. */
-static void get_body_at(int line, int fd, uint32_t tag, const char *q,
+static void get_copy_at(int line, int fd, uint32_t tag, const char *q,
                         const char *body, uint8_t prio)
 {
 	struct mqt_frame f;
 	struct mqt_msg m;
-	get_at(line, fd, tag, q, 0, &f, &m);
+	do_get_at(line, fd, tag, q, 0, MQ_AUTO_ACK, &f, &m);
 	check_body_at(line, &m, body);
 	ck_assert_msg(m.priority == prio, "line %d: expected priority %u, got "
 	              "%u", line, prio, m.priority);
@@ -427,9 +281,9 @@ static void get_body_at(int line, int fd, uint32_t tag, const char *q,
 	              m.attempts);
 	mqt_frame_free(&f);
 }
-#define GET_BODY(fd, tag, q, body, prio) get_body_at(__LINE__, fd, tag, q, body, prio)
+#define GET_COPY(fd, tag, q, body, prio) get_copy_at(__LINE__, fd, tag, q, body, prio)
 
-static void get_empty_at(int line, int fd, uint32_t tag, const char *q)
+static void get_no_copy_at(int line, int fd, uint32_t tag, const char *q)
 {
 	struct mqt_buf b;
 	struct mqt_frame f;
@@ -440,10 +294,10 @@ static void get_empty_at(int line, int fd, uint32_t tag, const char *q)
 	expect_at(line, fd, &f, MQT_EMPTY, tag);
 	mqt_frame_free(&f);
 }
-#define GET_EMPTY(fd, tag, q) get_empty_at(__LINE__, fd, tag, q)
+#define GET_NO_COPY(fd, tag, q) get_no_copy_at(__LINE__, fd, tag, q)
 
 /* Expect a DELIVER with tag from `topic` with this body. */
-static void expect_deliver_at(int line, int fd, uint32_t tag,
+static void expect_pub_deliver_at(int line, int fd, uint32_t tag,
                               const char *topic, const char *body)
 {
 	struct mqt_frame f;
@@ -459,8 +313,8 @@ static void expect_deliver_at(int line, int fd, uint32_t tag,
 	              (unsigned long long)m.id);
 	mqt_frame_free(&f);
 }
-#define EXPECT_DELIVER(fd, tag, topic, body)                                  \
-	expect_deliver_at(__LINE__, fd, tag, topic, body)
+#define EXPECT_PUB_DELIVER(fd, tag, topic, body)                                  \
+	expect_pub_deliver_at(__LINE__, fd, tag, topic, body)
 
 /* HELLO on a fresh socket; the connection id from WELCOME. */
 static int raw_open_id_at(int line, const struct mqt_server *s, uint64_t *id)
@@ -487,14 +341,6 @@ static int raw_open_id_at(int line, const struct mqt_server *s, uint64_t *id)
 	return fd;
 }
 #define RAW_OPEN_ID(s, id) raw_open_id_at(__LINE__, &(s), id)
-
-static mq_conn *connect_at(int line, const struct mqt_server *s)
-{
-	mq_conn *c = mqt_connect(s);
-	ck_assert_msg(c != NULL, "line %d: libmq connect failed", line);
-	return c;
-}
-#define CONNECT(s) connect_at(__LINE__, &(s))
 
 #define MQ_OK_(expr)                                                          \
 	do {                                                                  \
@@ -899,36 +745,36 @@ START_TEST(test_receivers_count)
 	BIND(adm, 2, "rcq", "rc.>");
 
 	PUBLISH_N(pub, 3, "rc.x", "m1", 3);
-	EXPECT_DELIVER(s1, 1, "rc.x", "m1");
-	EXPECT_DELIVER(s2, 1, "rc.x", "m1");
-	GET_BODY(adm, 3, "rcq", "m1", 0);
-	GET_EMPTY(adm, 4, "rcq");
+	EXPECT_PUB_DELIVER(s1, 1, "rc.x", "m1");
+	EXPECT_PUB_DELIVER(s2, 1, "rc.x", "m1");
+	GET_COPY(adm, 3, "rcq", "m1", 0);
+	GET_NO_COPY(adm, 4, "rcq");
 
 	PUBLISH_N(pub, 4, "rc.y", "m2", 2);     /* rc.* and the queue */
 	PUBLISH_N(pub, 5, "rc.y.z", "m3", 1);   /* the queue only */
 	PUBLISH_N(pub, 6, "rc", "m4", 0);       /* rc.> needs a token more */
 	PUBLISH_N(pub, 7, "nobody.at.all", "x", 0);
-	EXPECT_DELIVER(s2, 1, "rc.y", "m2");
-	GET_BODY(adm, 5, "rcq", "m2", 0);
-	GET_BODY(adm, 6, "rcq", "m3", 0);
-	GET_EMPTY(adm, 7, "rcq");
+	EXPECT_PUB_DELIVER(s2, 1, "rc.y", "m2");
+	GET_COPY(adm, 5, "rcq", "m2", 0);
+	GET_COPY(adm, 6, "rcq", "m3", 0);
+	GET_NO_COPY(adm, 7, "rcq");
 
 	/* Two matching subscriptions on one connection: two receivers, two
 	 * DELIVERs, one per tag. */
 	SUBSCRIBE(s1, 2, "rc.>");
 	PUBLISH_N(pub, 8, "rc.x", "m5", 4);
 	expect_two_tags(s1, "rc.x", "m5");
-	EXPECT_DELIVER(s2, 1, "rc.x", "m5");
-	GET_BODY(adm, 9, "rcq", "m5", 0);
+	EXPECT_PUB_DELIVER(s2, 1, "rc.x", "m5");
+	GET_COPY(adm, 9, "rcq", "m5", 0);
 
 	/* A queue bound by two matching patterns: one copy, counted once. */
 	BIND(adm, 10, "rcq", "rc.x");
 	BIND(adm, 11, "rcq", "rc.x"); /* bound already */
 	PUBLISH_N(pub, 9, "rc.x", "m6", 4);
-	GET_BODY(adm, 12, "rcq", "m6", 0);
-	GET_EMPTY(adm, 13, "rcq");
+	GET_COPY(adm, 12, "rcq", "m6", 0);
+	GET_NO_COPY(adm, 13, "rcq");
 	expect_two_tags(s1, "rc.x", "m6");
-	EXPECT_DELIVER(s2, 1, "rc.x", "m6");
+	EXPECT_PUB_DELIVER(s2, 1, "rc.x", "m6");
 	UNSUBSCRIBE(s1, 3, 2);
 
 	/* Eight more bound queues, owned by several workers (the copies go
@@ -954,16 +800,16 @@ START_TEST(test_receivers_count)
 		PUBLISH_N(pub, 12, "other.y", "m9", 4);  /* > only */
 		for (int i = 0; i < 8; i++) {
 			snprintf(q, sizeof q, "rcq.%d", i);
-			GET_BODY(adm, 60 + 3 * (uint32_t)i, q, "m7", 0);
-			GET_BODY(adm, 61 + 3 * (uint32_t)i, q, "m8", 0);
+			GET_COPY(adm, 60 + 3 * (uint32_t)i, q, "m7", 0);
+			GET_COPY(adm, 61 + 3 * (uint32_t)i, q, "m8", 0);
 			if (i % 2 == 0)
-				GET_BODY(adm, 62 + 3 * (uint32_t)i, q, "m9", 0);
+				GET_COPY(adm, 62 + 3 * (uint32_t)i, q, "m9", 0);
 			QFIELD_EQ(s, q, "ready", 0);
 		}
 	}
-	EXPECT_DELIVER(s1, 1, "rc.x", "m7");
-	EXPECT_DELIVER(s2, 1, "rc.x", "m7");
-	GET_BODY(adm, 99, "rcq", "m7", 0);
+	EXPECT_PUB_DELIVER(s1, 1, "rc.x", "m7");
+	EXPECT_PUB_DELIVER(s2, 1, "rc.x", "m7");
+	GET_COPY(adm, 99, "rcq", "m7", 0);
 	close(pub);
 	close(s1);
 	close(s2);
@@ -993,16 +839,16 @@ START_TEST(test_bound_queue_policies)
 	PUBLISH_N(pub, 3, "pol.len", "l3", 1); /* full: not counted, no error */
 	PUBLISH_N(pub, 4, "pol.len", "l4", 1);
 	QFIELD_EQ(s, "bq.len", "ready", 2);
-	EXPECT_DELIVER(sub, 1, "pol.len", "l1");
-	EXPECT_DELIVER(sub, 1, "pol.len", "l2");
-	EXPECT_DELIVER(sub, 1, "pol.len", "l3");
-	EXPECT_DELIVER(sub, 1, "pol.len", "l4");
-	GET_BODY(adm, 3, "bq.len", "l1", 0);
+	EXPECT_PUB_DELIVER(sub, 1, "pol.len", "l1");
+	EXPECT_PUB_DELIVER(sub, 1, "pol.len", "l2");
+	EXPECT_PUB_DELIVER(sub, 1, "pol.len", "l3");
+	EXPECT_PUB_DELIVER(sub, 1, "pol.len", "l4");
+	GET_COPY(adm, 3, "bq.len", "l1", 0);
 	PUBLISH_N(pub, 5, "pol.len", "l5", 2); /* room again */
-	GET_BODY(adm, 4, "bq.len", "l2", 0);
-	GET_BODY(adm, 5, "bq.len", "l5", 0);
-	GET_EMPTY(adm, 6, "bq.len");
-	EXPECT_DELIVER(sub, 1, "pol.len", "l5");
+	GET_COPY(adm, 4, "bq.len", "l2", 0);
+	GET_COPY(adm, 5, "bq.len", "l5", 0);
+	GET_NO_COPY(adm, 6, "bq.len");
+	EXPECT_PUB_DELIVER(sub, 1, "pol.len", "l5");
 
 	/* max_length 1, overflow drop-oldest: the copy is taken. */
 	memset(&o, 0, sizeof o);
@@ -1013,8 +859,8 @@ START_TEST(test_bound_queue_policies)
 	PUBLISH_N(pub, 6, "pol.drop", "d1", 1);
 	PUBLISH_N(pub, 7, "pol.drop", "d2", 1);
 	QFIELD_EQ(s, "bq.drop", "dropped", 1);
-	GET_BODY(adm, 9, "bq.drop", "d2", 0);
-	GET_EMPTY(adm, 10, "bq.drop");
+	GET_COPY(adm, 9, "bq.drop", "d2", 0);
+	GET_NO_COPY(adm, 10, "bq.drop");
 
 	/* max_bytes 4, reject: a 3-byte body fits, the next does not. */
 	memset(&o, 0, sizeof o);
@@ -1036,9 +882,9 @@ START_TEST(test_bound_queue_policies)
 	                               "high"), 2);
 	ck_assert_uint_eq(PUBLISH_OPTS(pub, 12, "pol.prio", 0, 0, 5, NULL,
 	                               "mid"), 2);
-	GET_BODY(adm, 15, "bq.prio", "high", 8);
-	GET_BODY(adm, 16, "bq.prio", "mid", 5);
-	GET_BODY(adm, 17, "bq.prio", "low", 1);
+	GET_COPY(adm, 15, "bq.prio", "high", 8);
+	GET_COPY(adm, 16, "bq.prio", "mid", 5);
+	GET_COPY(adm, 17, "bq.prio", "low", 1);
 	{
 		/* The live copies keep it too, in publish order. */
 		static const struct { const char *b; uint8_t p; } want[] = {
@@ -1065,8 +911,8 @@ START_TEST(test_bound_queue_policies)
 	                               "long"), 1);
 	WAIT_QFIELD(s, "bq.ttl", "expired", 1);
 	QFIELD_EQ(s, "bq.ttl", "ready", 1);
-	GET_BODY(adm, 20, "bq.ttl", "long", 0);
-	GET_EMPTY(adm, 21, "bq.ttl");
+	GET_COPY(adm, 20, "bq.ttl", "long", 0);
+	GET_NO_COPY(adm, 21, "bq.ttl");
 
 	/* ttl 0: the queue's message_ttl applies to the copy. */
 	memset(&o, 0, sizeof o);
@@ -1076,7 +922,7 @@ START_TEST(test_bound_queue_policies)
 	PUBLISH_N(pub, 15, "pol.qttl", "q1", 1);
 	WAIT_QFIELD(s, "bq.qttl", "expired", 1);
 	QFIELD_EQ(s, "bq.qttl", "ready", 0);
-	GET_EMPTY(adm, 24, "bq.qttl");
+	GET_NO_COPY(adm, 24, "bq.qttl");
 
 	/* Delay: the copy is delayed, then ready. */
 	DECLARE(adm, 25, "bq.delay", NULL);
@@ -1089,7 +935,8 @@ START_TEST(test_bound_queue_policies)
 	{
 		struct mqt_frame f;
 		struct mqt_msg m;
-		get_at(__LINE__, adm, 27, "bq.delay", 5000, &f, &m);
+		do_get_at(__LINE__, adm, 27, "bq.delay", 5000, MQ_AUTO_ACK, &f,
+		          &m);
 		CHECK_BODY(&m, "later");
 		ck_assert_msg(mqt_now_ms() - t0 >= 250, "a copy delayed 300 ms "
 		              "was ready after %lld ms",
@@ -1136,9 +983,9 @@ START_TEST(test_bound_queue_policies)
 	PUBLISH_N(pub, 18, "pol.prio", "gone", 1); /* the subscriber only */
 	DECLARE(adm, 32, "bq.prio", NULL);
 	PUBLISH_N(pub, 19, "pol.prio", "gone2", 1);
-	GET_EMPTY(adm, 33, "bq.prio");
-	EXPECT_DELIVER(sub, 2, "pol.prio", "gone");
-	EXPECT_DELIVER(sub, 2, "pol.prio", "gone2");
+	GET_NO_COPY(adm, 33, "bq.prio");
+	EXPECT_PUB_DELIVER(sub, 2, "pol.prio", "gone");
+	EXPECT_PUB_DELIVER(sub, 2, "pol.prio", "gone2");
 	close(pub);
 	close(sub);
 	close(adm);
@@ -1171,8 +1018,8 @@ START_TEST(test_bind_unbind)
 	PUBLISH_N(pub, 3, "ub.a", "c2", 0);
 	UNBIND_ERR(adm, 8, "ub.q", "ub.>", MQT_E_NOT_FOUND);
 	QFIELD_EQ(s, "ub.q", "ready", 1);
-	GET_BODY(adm, 9, "ub.q", "c1", 0);
-	GET_EMPTY(adm, 10, "ub.q");
+	GET_COPY(adm, 9, "ub.q", "c1", 0);
+	GET_NO_COPY(adm, 10, "ub.q");
 
 	/* Patterns that start with a wildcard live on every worker: topics
 	 * with many first tokens reach all shards. */
@@ -1189,10 +1036,10 @@ START_TEST(test_bind_unbind)
 		PUBLISH_N(pub, 60 + (uint32_t)i, topics[i], "third", 0);
 	QFIELD_EQ(s, "ub.q", "ready", 2 * NELEM(topics));
 	for (size_t i = 0; i < NELEM(topics); i++)
-		GET_BODY(adm, 80 + (uint32_t)i, "ub.q", topics[i], 0);
+		GET_COPY(adm, 80 + (uint32_t)i, "ub.q", topics[i], 0);
 	for (size_t i = 0; i < NELEM(topics); i++)
-		GET_BODY(adm, 100 + (uint32_t)i, "ub.q", "second", 0);
-	GET_EMPTY(adm, 120, "ub.q");
+		GET_COPY(adm, 100 + (uint32_t)i, "ub.q", "second", 0);
+	GET_NO_COPY(adm, 120, "ub.q");
 
 	/* Pipelined QUIET publishes with copies for queues on other workers:
 	 * the PING's answer comes after all of them are stored. */
@@ -1243,7 +1090,7 @@ static void stop_delivery_case(const struct mqt_server *s, bool use_cancel)
 	/* Take some, then stop with deliveries still coming. */
 	for (int i = 0; i < 10; i++) {
 		snprintf(body, sizeof body, "%d", next_seq++);
-		expect_deliver_at(__LINE__, sub, 1, "us.t", body);
+		expect_pub_deliver_at(__LINE__, sub, 1, "us.t", body);
 	}
 	if (use_cancel)
 		mqt_enc_cancel(&b, 3, 1);
@@ -1275,7 +1122,7 @@ static void stop_delivery_case(const struct mqt_server *s, bool use_cancel)
 	                                  NULL, "after"), 0);
 	ck_assert_uint_eq(publish_opts_at(__LINE__, pub, 103, "us.sentinel",
 	                                  0, 0, 0, NULL, "end"), 1);
-	expect_deliver_at(__LINE__, sub, 2, "us.sentinel", "end");
+	expect_pub_deliver_at(__LINE__, sub, 2, "us.sentinel", "end");
 	/* The tag names nothing now, for both ops. */
 	unsubscribe_at(__LINE__, sub, 4, 1, MQT_E_NOT_FOUND);
 	cancel_at(__LINE__, sub, 5, 1, MQT_E_NOT_FOUND);
@@ -1285,7 +1132,7 @@ static void stop_delivery_case(const struct mqt_server *s, bool use_cancel)
 	                                  NULL, "x"), 0);
 	ck_assert_uint_eq(publish_opts_at(__LINE__, pub, 105, "us.other", 0, 0,
 	                                  0, NULL, "y"), 1);
-	expect_deliver_at(__LINE__, sub, 1, "us.other", "y");
+	expect_pub_deliver_at(__LINE__, sub, 1, "us.other", "y");
 	unsubscribe_at(__LINE__, sub, 6, 99, MQT_E_NOT_FOUND);
 	ping_at(__LINE__, sub, 7);
 	mqt_buf_free(&b);
@@ -1555,7 +1402,7 @@ START_TEST(test_slow_subscriber_isolation)
 	/* A stalled subscriber that catches up gets new messages again. */
 	MQ_OK_(mq_publish(pub, "slow.t", "again", 5, NULL, 0, &n));
 	ck_assert_uint_eq(n, 2);
-	EXPECT_DELIVER(stalled, 1, "slow.t", "again");
+	EXPECT_PUB_DELIVER(stalled, 1, "slow.t", "again");
 	close(stalled);
 	mq_close(fs.c);
 	mq_close(pub);
@@ -2134,15 +1981,6 @@ END_TEST
 
 /* ===================================================================== */
 
-/* One TCase per test, so each has its own 60 s timeout. */
-#define ADD(su, t)                                                            \
-	do {                                                                  \
-		TCase *tc_ = tcase_create(#t);                                \
-		tcase_set_timeout(tc_, 60);                                   \
-		tcase_add_test(tc_, t);                                       \
-		suite_add_tcase(su, tc_);                                     \
-	} while (0)
-
 static Suite *pubsub_suite(void)
 {
 	Suite *su = suite_create("pubsub");
@@ -2165,12 +2003,5 @@ static Suite *pubsub_suite(void)
 
 int main(void)
 {
-	/* A server that closes on us must not kill the test with SIGPIPE. */
-	signal(SIGPIPE, SIG_IGN);
-	SRunner *sr = srunner_create(pubsub_suite());
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return mqt_run_suite(pubsub_suite());
 }
