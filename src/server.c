@@ -930,6 +930,19 @@ int mqd_server_init(struct mqd_server *s, const struct mqd_config *cfg)
 			return -1;
 		}
 	}
+	/* Signals before any socket: a SIGTERM that comes as soon as we
+	 * listen must stop us cleanly, not kill us. */
+	s->sig_term = evsignal_new(s->base, SIGTERM, signal_cb, s);
+	s->sig_int = evsignal_new(s->base, SIGINT, signal_cb, s);
+	s->sig_hup = evsignal_new(s->base, SIGHUP, signal_cb, s);
+	s->sig_usr1 = evsignal_new(s->base, SIGUSR1, signal_cb, s);
+	if (!s->sig_term || !s->sig_int || !s->sig_hup || !s->sig_usr1 ||
+	    event_add(s->sig_usr1, NULL) < 0 ||
+	    event_add(s->sig_term, NULL) < 0 || event_add(s->sig_int, NULL) < 0 ||
+	    event_add(s->sig_hup, NULL) < 0) {
+		mqd_log_error("cannot install signal handlers");
+		return -1;
+	}
 	/* The control socket first: once "listening on" is logged, every
 	 * way in works. */
 	if (mqd_control_start(s) < 0 || mqd_metrics_start(s) < 0)
@@ -943,17 +956,6 @@ int mqd_server_init(struct mqd_server *s, const struct mqd_config *cfg)
 		else
 			s->listeners = l;
 		last = l;
-	}
-	s->sig_term = evsignal_new(s->base, SIGTERM, signal_cb, s);
-	s->sig_int = evsignal_new(s->base, SIGINT, signal_cb, s);
-	s->sig_hup = evsignal_new(s->base, SIGHUP, signal_cb, s);
-	s->sig_usr1 = evsignal_new(s->base, SIGUSR1, signal_cb, s);
-	if (!s->sig_term || !s->sig_int || !s->sig_hup || !s->sig_usr1 ||
-	    event_add(s->sig_usr1, NULL) < 0 ||
-	    event_add(s->sig_term, NULL) < 0 || event_add(s->sig_int, NULL) < 0 ||
-	    event_add(s->sig_hup, NULL) < 0) {
-		mqd_log_error("cannot install signal handlers");
-		return -1;
 	}
 	for (unsigned i = 0; i < s->nworkers; i++) {
 		if (mqd_worker_start(&s->workers[i]) < 0) {
