@@ -134,11 +134,6 @@ struct mqd_listener *mqd_listener_new(struct mqd_server *s,
 	return l;
 }
 
-void mqd_listener_disable(struct mqd_listener *l)
-{
-	evconnlistener_disable(l->ev);
-}
-
 void mqd_listener_free(struct mqd_listener *l)
 {
 	if (l == NULL)

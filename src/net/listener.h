@@ -15,7 +15,6 @@ struct mqd_listener;
  * kernel chose when addr->port is 0.  NULL on failure (logged). */
 struct mqd_listener *mqd_listener_new(struct mqd_server *s,
                                       const struct mqd_listen_addr *addr);
-void mqd_listener_disable(struct mqd_listener *l);
 void mqd_listener_free(struct mqd_listener *l);
 /* Listeners form a list through this. */
 struct mqd_listener *mqd_listener_next(struct mqd_listener *l);
