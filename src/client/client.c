@@ -1199,7 +1199,8 @@ int mq_consume(mq_conn *c, const char *queue, uint32_t prefetch,
 	return rc;
 }
 
-int mq_cancel(mq_conn *c, uint32_t which)
+/* CANCEL or UNSUBSCRIBE: end what tag `which` started. */
+static int end_tag(mq_conn *c, uint8_t op, uint32_t which)
 {
 	struct mqd_frame f;
 	union mqd_payload p;
@@ -1213,9 +1214,14 @@ int mq_cancel(mq_conn *c, uint32_t which)
 		return MQ_ERR_INVALID;
 	tag = new_tag(c);
 	start = c->out.len;
-	mqd_enc_cancel(&c->out, MQD_OP_CANCEL, tag, which);
+	mqd_enc_cancel(&c->out, op, tag, which);
 	rc = enc_check(c, start);
 	return rc != 0 ? rc : expect_ok(c, tag, 0, &f, &p);
+}
+
+int mq_cancel(mq_conn *c, uint32_t which)
+{
+	return end_tag(c, MQD_OP_CANCEL, which);
 }
 
 /* Whether a queued box belongs to the internal reply consumer. */
@@ -1437,21 +1443,7 @@ int mq_subscribe(mq_conn *c, const char *pattern, uint32_t *tag)
 
 int mq_unsubscribe(mq_conn *c, uint32_t which)
 {
-	struct mqd_frame f;
-	union mqd_payload p;
-	uint32_t tag;
-	size_t start;
-	int rc = usable(c);
-
-	if (rc != 0)
-		return rc;
-	if (which == 0)
-		return MQ_ERR_INVALID;
-	tag = new_tag(c);
-	start = c->out.len;
-	mqd_enc_cancel(&c->out, MQD_OP_UNSUBSCRIBE, tag, which);
-	rc = enc_check(c, start);
-	return rc != 0 ? rc : expect_ok(c, tag, 0, &f, &p);
+	return end_tag(c, MQD_OP_UNSUBSCRIBE, which);
 }
 
 /* BIND or UNBIND. */
