@@ -1335,12 +1335,29 @@ uint32_t mq_cancelled_tag(const mq_conn *c)
 }
 
 /* ACK or NACK. */
+/* A request just written whose OK carries a u32 (ACK, NACK, PUBLISH): with
+ * QUIET nothing is waited for; else wait and store the u32 in *out. */
+static int finish_u32(mq_conn *c, uint32_t tag, unsigned flags,
+                      uint32_t *out)
+{
+	struct mqd_frame f;
+	union mqd_payload p;
+	int rc;
+
+	if (flags & MQ_QUIET) {
+		quiet_request(c);
+		return quiet_done(c);
+	}
+	rc = expect_ok(c, tag, 4, &f, &p);
+	if (rc == 0 && out != NULL)
+		*out = mqd_load32(p.raw.p);
+	return rc;
+}
+
 static int ack_op(struct mq_conn *c, uint8_t op, const uint64_t *ids,
                   uint16_t n, int requeue, uint32_t delay_ms, unsigned flags,
                   uint32_t *count)
 {
-	struct mqd_frame f;
-	union mqd_payload p;
 	uint32_t tag;
 	size_t start;
 	int rc = usable(c);
@@ -1361,14 +1378,7 @@ static int ack_op(struct mq_conn *c, uint8_t op, const uint64_t *ids,
 	rc = enc_check(c, start);
 	if (rc != 0)
 		return rc;
-	if (flags & MQ_QUIET) {
-		quiet_request(c);
-		return quiet_done(c);
-	}
-	rc = expect_ok(c, tag, 4, &f, &p);
-	if (rc == 0 && count != NULL)
-		*count = mqd_load32(p.raw.p);
-	return rc;
+	return finish_u32(c, tag, flags, count);
 }
 
 int mq_ack(mq_conn *c, const uint64_t *ids, uint16_t n, unsigned flags,
@@ -1394,8 +1404,6 @@ int mq_publish(mq_conn *c, const char *topic, const void *body, size_t len,
                const struct mq_send_opts *o, unsigned flags,
                uint32_t *receivers)
 {
-	struct mqd_frame f;
-	union mqd_payload p;
 	uint32_t tag;
 	int rc = usable(c);
 
@@ -1408,14 +1416,7 @@ int mq_publish(mq_conn *c, const char *topic, const void *body, size_t len,
 	                 len, o);
 	if (rc != 0)
 		return rc;
-	if (flags & MQ_QUIET) {
-		quiet_request(c);
-		return quiet_done(c);
-	}
-	rc = expect_ok(c, tag, 4, &f, &p);
-	if (rc == 0 && receivers != NULL)
-		*receivers = mqd_load32(p.raw.p);
-	return rc;
+	return finish_u32(c, tag, flags, receivers);
 }
 
 int mq_subscribe(mq_conn *c, const char *pattern, uint32_t *tag)

@@ -510,13 +510,68 @@ static void declared(struct mqd_worker *w, struct mqd_req *r,
 	mqd_worker_answer(w, r);
 }
 
+/*
+ * Create a queue for a DECLARE (from a client or mqctl): the [defaults]
+ * settings, overridden by every non-zero field of d, and its dead-letter
+ * edge recorded (refused if it closes a loop).  0 and *out, or an
+ * MQD_ERR_* with a message for people in msg.
+ */
+static int declare_new(struct mqd_worker *w, const char *name, size_t len,
+                       const struct mqd_declare *d, struct mqd_queue **out,
+                       char *msg, size_t msglen)
+{
+	struct mqd_qsettings s;
+	char why[600];
+	int rc;
+
+	default_settings(w, &s);
+	if (d->max_length)
+		s.max_length = d->max_length;
+	if (d->max_bytes)
+		s.max_bytes = d->max_bytes;
+	if (d->overflow)
+		s.overflow = d->overflow;
+	if (d->message_ttl_ms)
+		s.message_ttl_ms = d->message_ttl_ms;
+	if (d->ack_timeout_ms)
+		s.ack_timeout_ms = d->ack_timeout_ms;
+	if (d->max_attempts)
+		s.max_attempts = d->max_attempts;
+	if (d->dead_letter.len) {
+		memcpy(s.dead_letter, d->dead_letter.p, d->dead_letter.len);
+		s.dead_letter[d->dead_letter.len] = '\0';
+	} else if (strlen(s.dead_letter) == len &&
+	           memcmp(s.dead_letter, name, len) == 0) {
+		s.dead_letter[0] = '\0'; /* the default would point at itself */
+	}
+	if (s.dead_letter[0] != '\0') {
+		rc = mqd_dlgraph_add(w->srv->dlgraph, name, s.dead_letter, why,
+		                     sizeof why);
+		if (rc != 0) {
+			snprintf(msg, msglen, rc > 0 ? "dead-letter chain loops: %s"
+			                             : "out of memory",
+			         why);
+			return rc > 0 ? MQD_ERR_BAD_ARGUMENT : MQD_ERR_INTERNAL;
+		}
+	}
+	*out = create_queue(w, name, len, &s);
+	if (*out == NULL) {
+		if (s.dead_letter[0] != '\0')
+			mqd_dlgraph_del(w->srv->dlgraph, name);
+		snprintf(msg, msglen, "out of memory");
+		return MQD_ERR_INTERNAL;
+	}
+	return 0;
+}
+
 static void exec_declare(struct mqd_worker *w, struct mqd_req *r)
 {
 	const struct mqd_declare *d = &r->p.declare;
 	struct mqd_queue *q = mqd_qtable_get(&w->queues, r->name, r->name_len);
-	struct mqd_qsettings s;
 	struct mqd_peer *p;
 	struct mqd_peer_excl *x;
+	char msg[700];
+	int rc;
 
 	if (d->dead_letter.len == r->name_len &&
 	    memcmp(d->dead_letter.p, r->name, r->name_len) == 0) {
@@ -544,51 +599,16 @@ static void exec_declare(struct mqd_worker *w, struct mqd_req *r)
 			declared(w, r, q);
 		return;
 	}
-	default_settings(w, &s);
-	if (d->max_length)
-		s.max_length = d->max_length;
-	if (d->max_bytes)
-		s.max_bytes = d->max_bytes;
-	if (d->overflow)
-		s.overflow = d->overflow;
-	if (d->message_ttl_ms)
-		s.message_ttl_ms = d->message_ttl_ms;
-	if (d->ack_timeout_ms)
-		s.ack_timeout_ms = d->ack_timeout_ms;
-	if (d->max_attempts)
-		s.max_attempts = d->max_attempts;
-	if (d->dead_letter.len) {
-		memcpy(s.dead_letter, d->dead_letter.p, d->dead_letter.len);
-		s.dead_letter[d->dead_letter.len] = '\0';
-	} else if (strcmp(s.dead_letter, r->name) == 0) {
-		s.dead_letter[0] = '\0'; /* the default would point at itself */
-	}
 	p = (r->flags & MQD_F_EXCLUSIVE) ? mqd_worker_peer(w, r->conn) : NULL;
 	x = p ? calloc(1, sizeof *x) : NULL;
 	if ((r->flags & MQD_F_EXCLUSIVE) && x == NULL) {
 		fail(w, r, MQD_ERR_INTERNAL, "out of memory");
 		return;
 	}
-	if (s.dead_letter[0] != '\0') {
-		char why[600], msg[700];
-		int rc = mqd_dlgraph_add(w->srv->dlgraph, r->name,
-		                         s.dead_letter, why, sizeof why);
-		if (rc != 0) {
-			free(x);
-			snprintf(msg, sizeof msg, "dead-letter chain loops: %s",
-			         why);
-			fail(w, r, rc > 0 ? MQD_ERR_BAD_ARGUMENT
-			                  : MQD_ERR_INTERNAL,
-			     rc > 0 ? msg : "out of memory");
-			return;
-		}
-	}
-	q = create_queue(w, r->name, r->name_len, &s);
-	if (q == NULL) {
-		if (s.dead_letter[0] != '\0')
-			mqd_dlgraph_del(w->srv->dlgraph, r->name);
+	rc = declare_new(w, r->name, r->name_len, d, &q, msg, sizeof msg);
+	if (rc != 0) {
 		free(x);
-		fail(w, r, MQD_ERR_INTERNAL, "out of memory");
+		fail(w, r, rc, msg);
 		return;
 	}
 	q->auto_delete = (r->flags & MQD_F_AUTO_DELETE) != 0;
@@ -1135,8 +1155,7 @@ static void admin_declare(struct mqd_worker *w, struct mqd_mail_query *qm)
 	struct mqd_queue_conf none;
 	const struct mqd_queue_conf *c = qm->has_settings ? &qm->settings : &none;
 	struct mqd_declare d;
-	struct mqd_qsettings s;
-	char why[600], msg[700];
+	char msg[700];
 	int rc;
 
 	memset(&none, 0, sizeof none);
@@ -1152,38 +1171,9 @@ static void admin_declare(struct mqd_worker *w, struct mqd_mail_query *qm)
 			           "queue exists with different settings");
 		return;
 	}
-	default_settings(w, &s);
-	if (d.max_length)
-		s.max_length = d.max_length;
-	if (d.max_bytes)
-		s.max_bytes = d.max_bytes;
-	if (d.overflow)
-		s.overflow = d.overflow;
-	if (d.message_ttl_ms)
-		s.message_ttl_ms = d.message_ttl_ms;
-	if (d.ack_timeout_ms)
-		s.ack_timeout_ms = d.ack_timeout_ms;
-	if (d.max_attempts)
-		s.max_attempts = d.max_attempts;
-	if (c->dead_letter[0] != '\0')
-		snprintf(s.dead_letter, sizeof s.dead_letter, "%s", c->dead_letter);
-	else if (strcmp(s.dead_letter, qm->name) == 0)
-		s.dead_letter[0] = '\0';
-	if (s.dead_letter[0] != '\0') {
-		rc = mqd_dlgraph_add(w->srv->dlgraph, qm->name, s.dead_letter,
-		                     why, sizeof why);
-		if (rc != 0) {
-			snprintf(msg, sizeof msg, "dead-letter chain loops: %s", why);
-			admin_fail(qm, rc > 0 ? MQD_ERR_BAD_ARGUMENT
-			                      : MQD_ERR_INTERNAL,
-			           rc > 0 ? msg : "out of memory");
-			return;
-		}
-	}
-	if (create_queue(w, qm->name, len, &s) == NULL) {
-		if (s.dead_letter[0] != '\0')
-			mqd_dlgraph_del(w->srv->dlgraph, qm->name);
-		admin_fail(qm, MQD_ERR_INTERNAL, "out of memory");
+	rc = declare_new(w, qm->name, len, &d, &q, msg, sizeof msg);
+	if (rc != 0) {
+		admin_fail(qm, rc, msg);
 		return;
 	}
 	qm->result->created = true;
