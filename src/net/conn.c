@@ -32,6 +32,7 @@
 #include "worker/worker.h"
 
 #define FIFO_PAUSE 4096 /* pending requests before reading stops */
+#define OUTPUT_COPY_MAX 4096 /* pushed frames up to this are copied */
 #define FIFO_RESUME 1024
 #define DRAIN_TIMEOUT_S 5 /* a closing ERROR gets this long to be read */
 
@@ -148,6 +149,13 @@ static void flush_fifo(struct mqd_conn *c)
 		c->fifo_len--;
 		if (r->pushed)
 			c->pushed_bytes -= r->reply.len;
+		if (r->op == MQD_OP_CONSUME && r->reply.len > 4 &&
+		    r->reply.data[4] == MQD_OP_OK) {
+			struct mqd_conn_consumer *cc =
+				mqd_conn_find_consumer(c, r->tag);
+			if (cc)
+				cc->ok_out = true;
+		}
 		if (writable(c) && !r->quiet_ok && r->reply.len > 0) {
 			if (r->reply.oom) {
 				mqd_req_free(r);
@@ -333,8 +341,6 @@ void mqd_conn_output(struct mqd_conn *c, struct mqd_mail_output *o)
 {
 	struct mqd_conn_consumer *cc;
 	uint32_t credit = o->credit;
-	unsigned owner = o->owner;
-	uint32_t tag = o->tag;
 
 	if (o->sub_id != 0) {
 		output_published(c, o);
@@ -349,10 +355,17 @@ void mqd_conn_output(struct mqd_conn *c, struct mqd_mail_output *o)
 		return;
 	}
 	c->bytes_out += o->len;
-	if (c->fifo_head == NULL) {
-		if (evbuffer_add_reference(out_buf(c), o->data, o->len,
-		                           output_free_cb, o) < 0) {
+	if (c->fifo_head == NULL ||
+	    (cc != NULL && cc->ok_out && c->pushed_bytes == 0)) {
+		/* Small frames are copied into the buffer's free space: cheaper
+		 * than a reference, which costs a chain allocation each. */
+		int rc = o->len <= OUTPUT_COPY_MAX
+		         ? evbuffer_add(out_buf(c), o->data, o->len)
+		         : evbuffer_add_reference(out_buf(c), o->data, o->len,
+		                                  output_free_cb, o);
+		if (o->len <= OUTPUT_COPY_MAX || rc < 0)
 			free(o);
+		if (rc < 0) {
 			mqd_conn_fatal(c, 0, MQD_ERR_INTERNAL, "out of memory");
 			return;
 		}
@@ -372,27 +385,59 @@ void mqd_conn_output(struct mqd_conn *c, struct mqd_mail_output *o)
 	}
 	if (credit == 0 || cc == NULL)
 		return;
-	if (evbuffer_get_length(out_buf(c)) <= MQD_OUTPUT_HIGH) {
-		send_credit(c, owner, tag, credit);
-	} else {
-		cc->withheld += credit;
-		c->withholding = true;
+	/* Returned once this mailbox pass is over (one mail for many
+	 * deliveries), or when the output drains if it is too full now. */
+	cc->withheld += credit;
+	c->withholding = true;
+	if (!c->credit_queued &&
+	    evbuffer_get_length(out_buf(c)) <= MQD_OUTPUT_HIGH) {
+		c->credit_queued = true;
+		c->credit_next = c->home->credit_list;
+		c->home->credit_list = c;
+	}
+}
+
+void mqd_conn_release_credits(struct mqd_worker *w)
+{
+	struct mqd_conn *c;
+
+	while ((c = w->credit_list) != NULL) {
+		w->credit_list = c->credit_next;
+		c->credit_queued = false;
+		c->credit_next = NULL;
+		if (writable(c) &&
+		    evbuffer_get_length(out_buf(c)) <= MQD_OUTPUT_HIGH)
+			release_withheld(c);
 	}
 }
 
 /* ---- consumers ------------------------------------------------------- */
 
+/*
+ * Consumers and subscriptions are found by tag on every delivery, and a
+ * connection may hold thousands (one per queue): the lists keep their
+ * order for walking, and an id map (key tag + 1, as 0 means empty) finds one
+ * in O(1).  The map is only allocated once a connection has a consumer.
+ */
 struct mqd_conn_consumer *mqd_conn_find_consumer(struct mqd_conn *c,
                                                  uint32_t tag)
 {
-	for (struct mqd_conn_consumer *cc = c->consumers; cc; cc = cc->next)
-		if (cc->tag == tag)
-			return cc;
-	return NULL;
+	return mqd_idmap_get(&c->consumer_tags, (uint64_t)tag + 1);
+}
+
+int mqd_conn_add_consumer(struct mqd_conn *c, struct mqd_conn_consumer *cc)
+{
+	if (mqd_idmap_put(&c->consumer_tags, (uint64_t)cc->tag + 1, cc) < 0)
+		return -1;
+	cc->next = c->consumers;
+	c->consumers = cc;
+	return 0;
 }
 
 void mqd_conn_forget_consumer(struct mqd_conn *c, uint32_t tag)
 {
+	if (mqd_idmap_del(&c->consumer_tags, (uint64_t)tag + 1) == NULL)
+		return;
 	for (struct mqd_conn_consumer **pp = &c->consumers; *pp;
 	     pp = &(*pp)->next) {
 		if ((*pp)->tag == tag) {
@@ -406,14 +451,22 @@ void mqd_conn_forget_consumer(struct mqd_conn *c, uint32_t tag)
 
 struct mqd_conn_sub *mqd_conn_find_sub(struct mqd_conn *c, uint32_t tag)
 {
-	for (struct mqd_conn_sub *cs = c->subs; cs; cs = cs->next)
-		if (cs->tag == tag)
-			return cs;
-	return NULL;
+	return mqd_idmap_get(&c->sub_tags, (uint64_t)tag + 1);
+}
+
+int mqd_conn_add_sub(struct mqd_conn *c, struct mqd_conn_sub *cs)
+{
+	if (mqd_idmap_put(&c->sub_tags, (uint64_t)cs->tag + 1, cs) < 0)
+		return -1;
+	cs->next = c->subs;
+	c->subs = cs;
+	return 0;
 }
 
 void mqd_conn_forget_sub(struct mqd_conn *c, uint32_t tag)
 {
+	if (mqd_idmap_del(&c->sub_tags, (uint64_t)tag + 1) == NULL)
+		return;
 	for (struct mqd_conn_sub **pp = &c->subs; *pp; pp = &(*pp)->next) {
 		if ((*pp)->tag == tag) {
 			struct mqd_conn_sub *cs = *pp;
@@ -583,6 +636,14 @@ static void conn_free(struct mqd_conn *c)
 		mqd_conn_forget_consumer(c, c->consumers->tag);
 	while (c->subs)
 		mqd_conn_forget_sub(c, c->subs->tag);
+	mqd_idmap_free(&c->consumer_tags);
+	mqd_idmap_free(&c->sub_tags);
+	if (c->credit_queued) {
+		struct mqd_conn **pp = &w->credit_list;
+		while (*pp != c)
+			pp = &(*pp)->credit_next;
+		*pp = c->credit_next;
+	}
 	if (c->prev)
 		c->prev->next = c->next;
 	else

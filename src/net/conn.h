@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "proto/proto.h"
+#include "store/idmap.h"
 #include "worker/mailbox.h"
 
 struct bufferevent;
@@ -66,7 +67,12 @@ struct mqd_conn_consumer {
 	uint32_t tag;
 	unsigned owner;
 	bool auto_ack;
-	uint32_t withheld; /* auto-ack credit kept back while output is full */
+	/* Its CONSUME's OK has been written: deliveries need not queue behind
+	 * pending replies any more (PROTOCOL.md 4.2 only orders them after
+	 * that OK), as long as none of this connection's pushed frames still
+	 * wait in the FIFO (which keeps deliveries in order). */
+	bool ok_out;
+	uint32_t withheld; /* auto-ack credit not yet returned to the owner */
 };
 
 /* A live subscription of this connection: where its pattern lives. */
@@ -103,6 +109,8 @@ struct mqd_conn {
 	unsigned close_pending;
 	struct mqd_conn_consumer *consumers;
 	struct mqd_conn_sub *subs;
+	struct mqd_idmap consumer_tags; /* tag + 1 -> consumer, for lookups */
+	struct mqd_idmap sub_tags;      /* tag + 1 -> subscription */
 	uint64_t dropped_slow; /* published messages dropped: output too full */
 	uint64_t pushed_bytes; /* pushed frames waiting in the FIFO */
 	uint32_t tmp_seq;
@@ -110,6 +118,8 @@ struct mqd_conn {
 	uint64_t bytes_in, bytes_out;
 	uint64_t created_ms;
 	bool withholding; /* some consumer has withheld credit */
+	bool credit_queued; /* on the home worker's credit_list */
+	struct mqd_conn *credit_next;
 };
 
 /* Home thread: wrap an accepted socket. Closes fd on failure. */
@@ -150,6 +160,14 @@ bool mqd_conn_info(const struct mqd_conn *c, struct mqd_conn_info *out);
 /* Home thread: close c as if its client had (held messages go back). */
 void mqd_conn_kill(struct mqd_conn *c);
 
+/* Remember a new consumer / subscription (its tag is free); 0, or -1 when
+ * memory runs out (nothing is remembered then). */
+int mqd_conn_add_consumer(struct mqd_conn *c, struct mqd_conn_consumer *cc)
+	__attribute__((warn_unused_result));
+int mqd_conn_add_sub(struct mqd_conn *c, struct mqd_conn_sub *cs)
+	__attribute__((warn_unused_result));
+/* Return the auto-ack credit gathered in this mailbox pass (worker.c). */
+void mqd_conn_release_credits(struct mqd_worker *w);
 struct mqd_conn_consumer *mqd_conn_find_consumer(struct mqd_conn *c,
                                                  uint32_t tag);
 void mqd_conn_forget_consumer(struct mqd_conn *c, uint32_t tag);

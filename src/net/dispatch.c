@@ -220,20 +220,22 @@ static void on_consume(struct mqd_conn *c, const struct mqd_frame *f,
 		return;
 	}
 	cc = calloc(1, sizeof *cc);
-	r = cc ? req_copy(c, f) : NULL;
-	if (r == NULL) {
+	if (cc != NULL)
+		cc->tag = f->tag;
+	if (cc == NULL || mqd_conn_add_consumer(c, cc) < 0) {
 		free(cc);
-		if (c->state == MQD_CONN_OPEN)
-			mqd_conn_fatal(c, 0, MQD_ERR_INTERNAL, "out of memory");
+		mqd_conn_fatal(c, 0, MQD_ERR_INTERNAL, "out of memory");
+		return;
+	}
+	r = req_copy(c, f);
+	if (r == NULL) {
+		mqd_conn_forget_consumer(c, f->tag); /* frees cc */
 		return;
 	}
 	set_name(r, p->consume.queue);
 	owner = owner_of(c, r->name, r->name_len);
-	cc->tag = f->tag;
 	cc->owner = owner;
 	cc->auto_ack = (f->flags & MQD_F_AUTO_ACK) != 0;
-	cc->next = c->consumers;
-	c->consumers = cc;
 	route(c, r, owner);
 }
 
@@ -377,19 +379,23 @@ static void on_subscribe(struct mqd_conn *c, const struct mqd_frame *f,
 		return;
 	}
 	cs = calloc(1, sizeof *cs);
-	r = cs ? mqd_req_new(c, f, 0) : NULL;
-	if (r == NULL) {
+	if (cs != NULL)
+		cs->tag = f->tag;
+	if (cs == NULL || mqd_conn_add_sub(c, cs) < 0) {
 		free(cs);
 		mqd_conn_fatal(c, 0, MQD_ERR_INTERNAL, "out of memory");
 		return;
 	}
-	cs->tag = f->tag;
+	r = mqd_req_new(c, f, 0);
+	if (r == NULL) {
+		mqd_conn_forget_sub(c, f->tag); /* frees cs */
+		mqd_conn_fatal(c, 0, MQD_ERR_INTERNAL, "out of memory");
+		return;
+	}
 	/* Unique in the server's run: conn id in the high bits. */
 	cs->sub_id = (c->id << 20) | (++c->tmp_seq & 0xfffff);
 	memcpy(cs->pattern, p->subscribe.pattern.p, p->subscribe.pattern.len);
 	cs->len = (uint8_t)p->subscribe.pattern.len;
-	cs->next = c->subs;
-	c->subs = cs;
 	to_shards(c, r, cs);
 }
 

@@ -214,6 +214,7 @@ static void mailbox_cb(evutil_socket_t fd, short what, void *arg)
 		n++;
 	}
 	w->mails += n;
+	mqd_conn_release_credits(w);
 	/* More left: come back after the sockets have had a turn. */
 	if (n == DRAIN_BATCH)
 		event_active(w->mb_ev, EV_TIMEOUT, 0);

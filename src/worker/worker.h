@@ -186,6 +186,10 @@ struct mqd_worker {
 	/* Home side. */
 	struct mqd_conn *conns; /* list of live and closing connections */
 	unsigned nconns;
+	/* Connections with auto-ack credit to return once this pass over the
+	 * mailbox is done: one CREDIT mail per consumer per pass, not one per
+	 * delivery. */
+	struct mqd_conn *credit_list;
 	bool shutting_down;
 	bool paused;            /* shutdown: deliver nothing more */
 	/* This worker's own copy of the settings it reads: reload sends a

@@ -1,0 +1,363 @@
+#!/bin/bash
+# bench/compare.sh: mqd side by side with Redis, NATS and beanstalkd.
+#
+#   bench/compare.sh [--runs N] [--quick] [--out DIR] [--only a,b,...]
+#
+# Installs what is missing (apt, as root), builds mq-bench and mqd if they
+# are not built, starts redis-server (no persistence), nats-server,
+# beanstalkd and mqd on 127.0.0.1 on free ports, and runs the same
+# workloads against each with mq-bench, which speaks every system's own
+# protocol, so the client is the same for all:
+#
+#   a  pair, 100 B, window 64 (mqd acknowledges every message)
+#   b  one message in flight end to end (--lag 1), 100 B: latency
+#   c  produce only, 1 KiB, window 64 (drained and checked afterwards)
+#   d  fan-out: 1 publisher, 50 subscribers, 100 B
+#   e  10,000 queues, traffic spread over them, 100 B, window 64
+#
+# Runs are interleaved (run 1 of every workload on every system, then run
+# 2, ...) so that a noisy neighbour hurts all systems alike; the table
+# shows medians and the ratio of mqd to each.  It then measures mqd's
+# memory: what an empty queue, an idle connection and a queued 100-byte
+# message cost.  Every server is stopped by its PID on exit.
+#
+# MQ_BENCH and MQD name other binaries; the raw results (JSON lines) are
+# kept in --out (default: a temporary directory, printed at the end).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+runs=3
+quick=0
+only="a,b,c,d,e,mem"
+out=""
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--runs) runs=$2; shift 2 ;;
+	--quick) quick=1; shift ;;
+	--out) out=$2; shift 2 ;;
+	--only) only=$2; shift 2 ;;
+	-h | --help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+	*) echo "compare.sh: unknown option $1" >&2; exit 2 ;;
+	esac
+done
+case "$runs" in '' | *[!0-9]* | 0) echo "compare.sh: --runs wants a positive number" >&2; exit 2 ;; esac
+
+# ---- what it needs -----------------------------------------------------
+PKGS="redis-server nats-server beanstalkd jq iproute2"
+missing=""
+for p in $PKGS; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+		missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "compare.sh: missing packages:$missing (run as root, or apt-get install them)" >&2
+		exit 1
+	fi
+	echo "compare.sh: installing:$missing"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+fi
+# The Debian packages start their own daemons: this script starts its own
+# on free ports and leaves those alone.
+
+MQ_BENCH=${MQ_BENCH:-src/mq-bench}
+MQD=${MQD:-src/mqd}
+if [ ! -x "$MQ_BENCH" ] || [ ! -x "$MQD" ]; then
+	echo "compare.sh: building mqd and mq-bench"
+	[ -x configure ] || ./autogen.sh
+	[ -f Makefile ] || ./configure >/dev/null
+	make -j"$(nproc)" >/dev/null
+fi
+
+if [ -z "$out" ]; then
+	out=$(mktemp -d /tmp/mqd-compare.XXXXXX)
+fi
+mkdir -p "$out"
+results="$out/results.jsonl"
+: >"$results"
+
+pids=()
+cleanup() {
+	for pid in "${pids[@]}"; do
+		kill "$pid" 2>/dev/null || true
+	done
+	for pid in "${pids[@]}"; do
+		wait "$pid" 2>/dev/null || true
+	done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+	local p
+	for p in $(shuf -i 20000-60000 -n 100); do
+		if [ -z "$(ss -Htan "sport = :$p")" ]; then
+			echo "$p"
+			return 0
+		fi
+	done
+	echo "compare.sh: no free port found" >&2
+	return 1
+}
+
+wait_port() { # PORT PID NAME
+	local i
+	for i in $(seq 1 100); do
+		if ! kill -0 "$2" 2>/dev/null; then
+			echo "compare.sh: $3 exited at start; its log:" >&2
+			cat "$out/$3.log" >&2
+			exit 1
+		fi
+		if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	echo "compare.sh: $3 is not listening on $1" >&2
+	exit 1
+}
+
+declare -A port pid_of
+start_servers() {
+	port[mqd]=$(free_port)
+	cat >"$out/mqd.conf" <<EOF
+[server]
+listen = 127.0.0.1:${port[mqd]}
+control_socket = $out/mqd.sock
+log_level = warning
+EOF
+	"$MQD" -c "$out/mqd.conf" >"$out/mqd.log" 2>&1 &
+	pid_of[mqd]=$!
+	pids+=("$!")
+	wait_port "${port[mqd]}" "${pid_of[mqd]}" mqd
+
+	port[redis]=$(free_port)
+	redis-server --port "${port[redis]}" --bind 127.0.0.1 --save '' \
+		--appendonly no --daemonize no --protected-mode no \
+		>"$out/redis.log" 2>&1 &
+	pid_of[redis]=$!
+	pids+=("$!")
+	wait_port "${port[redis]}" "${pid_of[redis]}" redis
+
+	port[nats]=$(free_port)
+	nats-server -a 127.0.0.1 -p "${port[nats]}" >"$out/nats.log" 2>&1 &
+	pid_of[nats]=$!
+	pids+=("$!")
+	wait_port "${port[nats]}" "${pid_of[nats]}" nats
+
+	port[beanstalkd]=$(free_port)
+	beanstalkd -l 127.0.0.1 -p "${port[beanstalkd]}" >"$out/beanstalkd.log" 2>&1 &
+	pid_of[beanstalkd]=$!
+	pids+=("$!")
+	wait_port "${port[beanstalkd]}" "${pid_of[beanstalkd]}" beanstalkd
+}
+
+# ---- the workloads ------------------------------------------------------
+if [ "$quick" = 1 ]; then
+	n_a=100000 n_b=5000 n_c=50000 n_d=5000 n_e=100000
+else
+	n_a=1000000 n_b=20000 n_c=200000 n_d=40000 n_e=500000
+fi
+systems="mqd redis nats beanstalkd"
+
+# The mq-bench options of workload W (the same for every system).
+wl_args() {
+	case "$1" in
+	a) echo "-m pair -n $n_a -z 100 -w 64 --prefetch 128" ;;
+	b) echo "-m pair -n $n_b -z 100 -w 1 --lag 1 --prefetch 1" ;;
+	c) echo "-m produce -n $n_c -z 1K -w 64" ;;
+	d) echo "-m fanout -c 50 -n $n_d -z 100 -w 64 --lag 2000" ;;
+	e) echo "-m pair -q 10000 -n $n_e -z 100 -w 64 --prefetch 128" ;;
+	esac
+}
+
+wl_title() {
+	case "$1" in
+	a) echo "a pair 100 B, window 64" ;;
+	b) echo "b one in flight, 100 B" ;;
+	c) echo "c produce 1 KiB, window 64" ;;
+	d) echo "d fan-out to 50" ;;
+	e) echo "e 10,000 queues" ;;
+	esac
+}
+
+supported() { # SYSTEM WORKLOAD
+	[ "$1" = beanstalkd ] && [ "$2" = d ] && return 1
+	return 0
+}
+
+run_one() { # RUN WORKLOAD SYSTEM
+	local run=$1 w=$2 sys=$3 prefix="cmp${1}${2}" args json rc
+	args=$(wl_args "$w")
+	echo "  run $run  $(wl_title "$w")  $sys" >&2
+	set +e
+	json=$("$MQ_BENCH" -S "$sys" -s "127.0.0.1:${port[$sys]}" $args \
+		--prefix "$prefix" --json --timeout 20s 2>>"$out/mq-bench.err")
+	rc=$?
+	set -e
+	if [ -z "$json" ]; then
+		json='{"ok":false}'
+	fi
+	jq -c --arg w "$w" --arg sys "$sys" --argjson run "$run" --argjson rc "$rc" \
+		'. + {workload: $w, target: $sys, run: $run, exit: $rc}' <<<"$json" >>"$results"
+	if [ "$w" = c ] && [ "$rc" = 0 ]; then
+		# Drain what the produce run left, checking every body.
+		"$MQ_BENCH" -S "$sys" -s "127.0.0.1:${port[$sys]}" -m consume \
+			-n "$n_c" -z 1K --prefix "$prefix" --json --timeout 20s \
+			>"$out/drain-$sys-$run.json" 2>>"$out/mq-bench.err" ||
+			echo "compare.sh: draining $sys after run $run failed" >&2
+	fi
+}
+
+echo "compare.sh: results in $out" >&2
+start_servers
+for run in $(seq 1 "$runs"); do
+	for w in a b c d e; do
+		case ",$only," in *",$w,"*) ;; *) continue ;; esac
+		for sys in $systems; do
+			supported "$sys" "$w" || continue
+			run_one "$run" "$w" "$sys"
+		done
+	done
+done
+
+# ---- the table ------------------------------------------------------------
+median() { # numbers on stdin -> median (empty when none)
+	sort -g | awk '{a[NR]=$1} END {if (NR) print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'
+}
+
+metric() { # WORKLOAD SYSTEM JQ-EXPR -> median over ok runs
+	jq -r --arg w "$1" --arg s "$2" \
+		"select(.workload==\$w and .target==\$s and .ok==true) | $3" "$results" | median
+}
+
+failures() { # WORKLOAD SYSTEM -> runs that failed
+	jq -r --arg w "$1" --arg s "$2" \
+		'select(.workload==$w and .target==$s and .ok!=true) | .run' "$results" | wc -l
+}
+
+fmt() { # value unit
+	if [ -z "$1" ]; then printf '%s' "-"; else printf "%.0f%s" "$1" "$2"; fi
+}
+
+ratio() { # mqd other [lower-is-better]
+	if [ -z "$1" ] || [ -z "$2" ] || [ "$2" = 0 ] || [ "$1" = 0 ]; then
+		printf '%s' "-"
+	elif [ "${3:-}" = lower ]; then
+		awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2fx", b / a}'
+	else
+		awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2fx", a / b}'
+	fi
+}
+
+table() {
+	local w sys expr unit lower v
+	printf '\n%-28s %-9s' "workload" "metric"
+	for sys in $systems; do printf ' %13s' "$sys"; done
+	for sys in redis nats beanstalkd; do printf ' %9s' "vs $sys"; done
+	printf '\n'
+	for row in "a:msgs/s:.received_per_s" "b:p50 us:.latency_us.p50:lower" \
+		"b:p99 us:.latency_us.p99:lower" "c:msgs/s:.sent_per_s" \
+		"d:deliv/s:.received_per_s" "e:msgs/s:.received_per_s"; do
+		IFS=: read -r w unit expr lower <<<"$row"
+		case ",$only," in *",$w,"*) ;; *) continue ;; esac
+		declare -A val=()
+		printf '%-28s %-9s' "$(wl_title "$w")" "$unit"
+		for sys in $systems; do
+			if ! supported "$sys" "$w"; then
+				val[$sys]=""
+				printf ' %13s' "n/a"
+				continue
+			fi
+			v=$(metric "$w" "$sys" "$expr")
+			val[$sys]=$v
+			local f
+			f=$(failures "$w" "$sys")
+			if [ "$f" != 0 ]; then
+				printf ' %13s' "$(fmt "$v" "")(${f}F)"
+			else
+				printf ' %13s' "$(fmt "$v" "")"
+			fi
+		done
+		for sys in redis nats beanstalkd; do
+			printf ' %9s' "$(ratio "${val[mqd]}" "${val[$sys]}" "${lower:-}")"
+		done
+		printf '\n'
+		unset val
+	done
+	printf '\nMedians of %s run(s); "vs X" is mqd relative to X (above 1.00x: mqd is\n' "$runs"
+	printf 'better; for latency the ratio is X / mqd).  (nF): n runs failed (see %s).\n' "$out/mq-bench.err"
+}
+
+# ---- mqd's memory ---------------------------------------------------------
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+memory() {
+	local p pid before after n conns_port
+	# A fresh mqd for each measurement, so one does not feed the next.
+	fresh_mqd() {
+		p=$(free_port)
+		cat >"$out/mem.conf" <<EOF
+[server]
+listen = 127.0.0.1:$p
+control_socket = $out/mem.sock
+log_level = warning
+max_connections = 20000
+EOF
+		"$MQD" -c "$out/mem.conf" >>"$out/mem.log" 2>&1 &
+		pid=$!
+		pids+=("$pid")
+		wait_port "$p" "$pid" mem
+		sleep 0.5
+	}
+	stop_mqd() { kill "$pid"; wait "$pid" 2>/dev/null || true; }
+
+	fresh_mqd
+	before=$(rss_kb "$pid")
+	"$MQ_BENCH" -s "127.0.0.1:$p" -m produce -q 10000 -n 0 --declare \
+		--prefix empty -Q >/dev/null
+	sleep 0.5
+	after=$(rss_kb "$pid")
+	q_bytes=$(( (after - before) * 1024 / 10000 ))
+	stop_mqd
+
+	fresh_mqd
+	before=$(rss_kb "$pid")
+	n=2000
+	"$MQ_BENCH" -s "127.0.0.1:$p" -m connect -c $n --duration 30s -Q >/dev/null &
+	local bench=$!
+	for _ in $(seq 1 200); do
+		[ "$(ss -Htn state established "sport = :$p" | wc -l)" -ge $n ] && break
+		sleep 0.1
+	done
+	sleep 1
+	after=$(rss_kb "$pid")
+	kill -INT "$bench" 2>/dev/null || true
+	wait "$bench" 2>/dev/null || true
+	c_bytes=$(( (after - before) * 1024 / n ))
+	stop_mqd
+
+	fresh_mqd
+	before=$(rss_kb "$pid")
+	n=1000000
+	"$MQ_BENCH" -s "127.0.0.1:$p" -m produce -n $n -z 100 --prefix mem -Q >/dev/null
+	after=$(rss_kb "$pid")
+	m_mb=$(( (after - before) / 1024 ))
+	m_over=$(( (after - before) * 1024 / n - 100 ))
+	stop_mqd
+
+	printf '\nmqd memory (RSS growth)                     measured      target\n'
+	printf '  empty queue (10,000 declared)          %8d B    <= 1024 B\n' "$q_bytes"
+	printf '  idle connection (2,000 after HELLO)    %8d B    <= 8192 B\n' "$c_bytes"
+	printf '  1,000,000 queued 100 B messages        %8d MB   <= 164 MB (%d B overhead each)\n' "$m_mb" "$m_over"
+}
+
+{
+	echo "mqd compare: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, $(uname -r)"
+	echo "  mqd $("$MQD" -V 2>&1 | head -n 1 | awk '{print $NF}'), $(redis-server --version | awk '{print $1, $2, $3}'),"
+	echo "  nats-server $(nats-server --version 2>&1 | awk '{print $NF}'), beanstalkd $(beanstalkd -v 2>&1 | awk '{print $NF}')"
+	table
+	case ",$only," in *",mem,"*) memory ;; esac
+} | tee "$out/table.txt"
+echo "compare.sh: raw results in $results" >&2

@@ -1,0 +1,214 @@
+#ifdef HAVE_CONFIG_H
+#include <config.h>
+#endif
+
+/*
+ * Shared helpers of the text-protocol drivers; see text.h.  Nothing here
+ * touches a socket, and nothing on a per-message path allocates once the
+ * FIFOs have grown to the window.
+ */
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tools/bench/text.h"
+
+void mqb_put_dec(struct mqb_buf *w, uint64_t v)
+{
+	char tmp[20];
+	size_t n = 0;
+
+	do {
+		tmp[sizeof tmp - ++n] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	mqb_buf_put(w, tmp + sizeof tmp - n, n);
+}
+
+size_t mqb_parse_dec(const uint8_t *p, const uint8_t *end, uint64_t *v)
+{
+	const uint8_t *s = p;
+	uint64_t x = 0;
+
+	while (p < end && *p >= '0' && *p <= '9') {
+		unsigned d = (unsigned)(*p - '0');
+
+		if (x > (UINT64_MAX - d) / 10)
+			return 0;
+		x = x * 10 + d;
+		p++;
+	}
+	*v = x;
+	return (size_t)(p - s);
+}
+
+/* ---- string table ---- */
+
+static int strtab_grow(struct mqb_strtab *t, size_t need)
+{
+	if (t->n + 1 >= t->max) {
+		unsigned max = t->max ? t->max * 2 : 64;
+		size_t *off = realloc(t->off, (size_t)max * sizeof *off);
+
+		if (!off)
+			return -1;
+		if (!t->off)
+			off[0] = 0;
+		t->off = off;
+		t->max = max;
+	}
+	if (t->len + need > t->cap) {
+		size_t cap = t->cap ? t->cap : 1024;
+		char *buf;
+
+		while (cap < t->len + need)
+			cap *= 2;
+		buf = realloc(t->buf, cap);
+		if (!buf)
+			return -1;
+		t->buf = buf;
+		t->cap = cap;
+	}
+	return 0;
+}
+
+int mqb_strtab_add(struct mqb_strtab *t, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	/* +1: vsnprintf writes a terminator we then overwrite */
+	if (n < 0 || strtab_grow(t, (size_t)n + 1) < 0)
+		return -1;
+	va_start(ap, fmt);
+	vsnprintf(t->buf + t->len, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	t->len += (size_t)n;
+	t->off[++t->n] = t->len;
+	return 0;
+}
+
+void mqb_strtab_free(struct mqb_strtab *t)
+{
+	free(t->buf);
+	free(t->off);
+	memset(t, 0, sizeof *t);
+}
+
+/* ---- a consumer's queues ---- */
+
+struct qlist {
+	unsigned *v;
+	unsigned n, cap;
+	bool oom;
+};
+
+static void qlist_add(void *arg, unsigned q)
+{
+	struct qlist *l = arg;
+
+	if (l->oom)
+		return;
+	if (l->n == l->cap) {
+		unsigned cap = l->cap ? l->cap * 2 : 16;
+		unsigned *v = realloc(l->v, (size_t)cap * sizeof *v);
+
+		if (!v) {
+			l->oom = true;
+			return;
+		}
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = q;
+}
+
+unsigned *mqb_queue_list(const struct mqb_role *r, unsigned *n)
+{
+	struct qlist l = { 0 };
+
+	mqb_consumer_queues(r, qlist_add, &l);
+	if (l.oom || l.n == 0) {
+		free(l.v);
+		return NULL;
+	}
+	*n = l.n;
+	return l.v;
+}
+
+/* ---- FIFO ---- */
+
+int mqb_fifo_push(struct mqb_fifo *f, uint64_t x)
+{
+	if (f->n == f->cap) {
+		size_t cap = f->cap ? f->cap * 2 : 64;
+		uint64_t *v = malloc(cap * sizeof *v);
+
+		if (!v)
+			return -1;
+		/* unroll the ring so the entries start at 0 again */
+		for (size_t i = 0; i < f->n; i++)
+			v[i] = f->v[(f->head + i) & (f->cap - 1)];
+		free(f->v);
+		f->v = v;
+		f->cap = cap;
+		f->head = 0;
+	}
+	f->v[(f->head + f->n) & (f->cap - 1)] = x;
+	f->n++;
+	return 0;
+}
+
+uint64_t mqb_fifo_pop(struct mqb_fifo *f)
+{
+	uint64_t x = f->v[f->head];
+
+	f->head = (f->head + 1) & (f->cap - 1);
+	f->n--;
+	return x;
+}
+
+void mqb_fifo_free(struct mqb_fifo *f)
+{
+	free(f->v);
+	memset(f, 0, sizeof *f);
+}
+
+/* ---- request framing ---- */
+
+size_t mqb_rpc_head(uint8_t *dst, const char *name, size_t len)
+{
+	dst[0] = (uint8_t)(len >> 8);
+	dst[1] = (uint8_t)len;
+	memcpy(dst + 2, name, len);
+	return 2 + len;
+}
+
+bool mqb_rpc_split(const uint8_t *p, size_t len, const uint8_t **name,
+                   size_t *namelen, const uint8_t **body, size_t *bodylen)
+{
+	size_t n;
+
+	if (len < 2)
+		return false;
+	n = (size_t)p[0] << 8 | p[1];
+	if (n == 0 || n > MQB_RPC_NAME_MAX || len - 2 < n)
+		return false;
+	*name = p + 2;
+	*namelen = n;
+	*body = p + 2 + n;
+	*bodylen = len - 2 - n;
+	return true;
+}
+
+bool mqb_word_is(const uint8_t *p, size_t n, const char *w)
+{
+	size_t k = strlen(w);
+
+	return n >= k && memcmp(p, w, k) == 0 && (n == k || p[k] == ' ');
+}
