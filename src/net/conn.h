@@ -120,6 +120,13 @@ struct mqd_conn {
 	bool withholding; /* some consumer has withheld credit */
 	bool credit_queued; /* on the home worker's credit_list */
 	struct mqd_conn *credit_next;
+	/* Plain TCP: mqd writes the output itself at the end of each loop
+	 * pass (one writev, no write-interest toggling), and hands writing
+	 * to the bufferevent only while the socket is full.  A TLS
+	 * bufferevent will leave this off and write as usual. */
+	bool direct_write;
+	bool write_queued;  /* on the home worker's write_list */
+	struct mqd_conn *write_next;
 };
 
 /* Home thread: wrap an accepted socket. Closes fd on failure. */
@@ -134,6 +141,8 @@ struct mqd_req *mqd_req_new(struct mqd_conn *c, const struct mqd_frame *f,
  * FIFO; when every part is answered, the parent is. */
 struct mqd_req *mqd_req_part(struct mqd_req *parent, size_t extra);
 void mqd_req_free(struct mqd_req *r);
+/* Teardown: free the worker's recycled request slots. */
+void mqd_conn_free_spares(struct mqd_worker *w);
 
 /* Home thread: r is answered (its reply written, or quiet).  Releases what
  * the FIFO allows. */
@@ -166,6 +175,8 @@ int mqd_conn_add_consumer(struct mqd_conn *c, struct mqd_conn_consumer *cc)
 	__attribute__((warn_unused_result));
 int mqd_conn_add_sub(struct mqd_conn *c, struct mqd_conn_sub *cs)
 	__attribute__((warn_unused_result));
+/* Write the output of the connections that got some this pass. */
+void mqd_conn_write_pending(struct mqd_worker *w);
 /* Return the auto-ack credit gathered in this mailbox pass (worker.c). */
 void mqd_conn_release_credits(struct mqd_worker *w);
 struct mqd_conn_consumer *mqd_conn_find_consumer(struct mqd_conn *c,

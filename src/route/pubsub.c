@@ -546,13 +546,28 @@ static struct mqd_shared *encode_once(struct mqd_worker *w,
 	return sh;
 }
 
-/* One DELIVER for every subscriber: its own 10-byte header, the payload by
- * reference. */
+/* Payloads up to this are copied into each subscriber's batch; larger
+ * ones go by reference, one mail per subscriber. */
+#define FANOUT_COPY_MAX 4096
+
+/* One DELIVER for every subscriber: its own 10-byte header, and the
+ * payload copied into the subscriber's output batch (small) or by
+ * reference (large). */
 static void fan_out(struct mqd_worker *w, struct mqd_shared *sh,
                     const uint8_t head[MQD_FRAME_HDR_SIZE], struct matches *mt)
 {
+	uint8_t h[MQD_FRAME_HDR_SIZE];
+
+	memcpy(h, head, sizeof h);
 	for (size_t i = 0; i < mt->nsubs; i++) {
 		struct mqd_sub_entry *e = mt->subs[i];
+		if (sh->len <= FANOUT_COPY_MAX) {
+			mqd_store32(h + 6, e->tag);
+			if (mqd_worker_push_frame(w, e->peer, e->tag, e->sub_id, 0, h,
+			                          sizeof h, sh->data, sh->len) < 0)
+				continue; /* at-most-once: this subscriber misses it */
+			continue;
+		}
 		struct mqd_mail_output *o = malloc(sizeof *o + MQD_FRAME_HDR_SIZE);
 		if (o == NULL)
 			continue; /* at-most-once: this subscriber misses it */
@@ -600,9 +615,7 @@ void mqd_pubsub_exec_publish(struct mqd_worker *w, struct mqd_req *r)
 			/* The body by reference: the tail of the payload. */
 			struct mqd_msg *msg =
 				m ? mqd_msg_new_shared(s->headers.p, s->headers.len,
-				                       s->nheaders, sh,
-				                       sh->data + sh->len - s->body.len,
-				                       s->body.len)
+				                       s->nheaders, sh, s->body.len)
 				  : NULL;
 			if (msg == NULL) {
 				/* Memory limit or allocation: no copy. */

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "store/message.h"
+#include "store/timers.h"
 
 /* One counter for the process: the limit is on the broker's memory, not on
  * any one worker's, and an atomic add per message is no lock. */
@@ -25,11 +26,38 @@ uint64_t mqd_msg_mem_used(void)
 	return atomic_load(&mem_used);
 }
 
-/* A shared body is counted in full by every message holding it: the limit
- * errs on the side of refusing early. */
+void mqd_msg_mem_add(size_t bytes)
+{
+	atomic_fetch_add(&mem_used, bytes);
+}
+
+void mqd_msg_mem_sub(size_t bytes)
+{
+	atomic_fetch_sub(&mem_used, bytes);
+}
+
+/* What a message counts against the limit: its allocation, plus its body
+ * when that is shared, counted in full by every message holding it (the
+ * limit errs on the side of refusing early). */
+static size_t counted(size_t size, bool shared, size_t body_len)
+{
+	return size + (shared ? body_len : 0);
+}
+
+static size_t alloc_size(size_t headers_len, bool shared, size_t body_len)
+{
+	/* Not sizeof: data[] starts before the struct's tail padding. */
+	return offsetof(struct mqd_msg, data) +
+	       (shared ? sizeof(struct mqd_shared *) : body_len) +
+	       (headers_len ? sizeof(uint32_t) + headers_len : 0);
+}
+
 static size_t footprint(const struct mqd_msg *m)
 {
-	return sizeof *m + m->headers_len + m->body_len;
+	size_t hlen = m->has_headers ? mqd_msg_headers_len(m) : 0;
+
+	return counted(alloc_size(hlen, m->shared, m->body_len), m->shared,
+	               m->body_len);
 }
 
 void mqd_shared_ref(struct mqd_shared *sh)
@@ -43,47 +71,57 @@ void mqd_shared_unref(struct mqd_shared *sh)
 		free(sh);
 }
 
-static const uint8_t no_headers[2] = {0, 0};
-
+/* headers_len 0: none.  With sh, the body is the tail of sh and body is
+ * not read. */
 static struct mqd_msg *msg_alloc(const void *headers, size_t headers_len,
-                                 uint16_t nheaders, const void *body,
-                                 size_t body_len, bool inline_body)
+                                 const void *body, size_t body_len,
+                                 struct mqd_shared *sh)
 {
 	struct mqd_msg *m;
+	uint8_t *p;
 
-	if (headers == NULL || headers_len < 2) {
-		headers = no_headers;
-		headers_len = 2;
-		nheaders = 0;
-	}
-	if (headers_len > UINT32_MAX || body_len > UINT32_MAX) {
+	/* A headers field with a count of 0 is stored as none. */
+	if (headers == NULL || headers_len <= 2)
+		headers_len = 0;
+	if (headers_len > UINT32_MAX || body_len > UINT32_MAX ||
+	    (sh != NULL && body_len > sh->len)) {
 		errno = ENOMEM;
 		return NULL;
 	}
-	size_t size = sizeof *m + headers_len + (inline_body ? body_len : 0);
-	size_t counted = sizeof *m + headers_len + body_len;
+	size_t size = alloc_size(headers_len, sh != NULL, body_len);
+	size_t count = counted(size, sh != NULL, body_len);
 	uint64_t limit = atomic_load(&mem_limit);
 	/* Reserve first, so two workers cannot both take the last room. */
-	uint64_t before = atomic_fetch_add(&mem_used, counted);
-	if (limit && before + counted > limit) {
-		atomic_fetch_sub(&mem_used, counted);
+	uint64_t before = atomic_fetch_add(&mem_used, count);
+	if (limit && before + count > limit) {
+		atomic_fetch_sub(&mem_used, count);
 		errno = ENOBUFS;
 		return NULL;
 	}
 	m = malloc(size);
 	if (m == NULL) {
-		atomic_fetch_sub(&mem_used, counted);
+		atomic_fetch_sub(&mem_used, count);
 		errno = ENOMEM;
 		return NULL;
 	}
-	memset(m, 0, sizeof *m);
-	m->heap_idx = MQD_NO_HEAP;
-	m->nheaders = nheaders;
-	m->headers_len = (uint32_t)headers_len;
+	memset(m, 0, offsetof(struct mqd_msg, data));
 	m->body_len = (uint32_t)body_len;
-	memcpy(m->data, headers, headers_len);
-	if (inline_body && body_len)
-		memcpy(m->data + headers_len, body, body_len);
+	p = m->data;
+	if (sh != NULL) {
+		mqd_shared_ref(sh);
+		m->shared = 1;
+		memcpy(p, &sh, sizeof sh);
+		p += sizeof sh;
+	}
+	if (headers_len) {
+		uint32_t hl = (uint32_t)headers_len;
+		m->has_headers = 1;
+		memcpy(p, &hl, sizeof hl);
+		memcpy(p + sizeof hl, headers, headers_len);
+		p += sizeof hl + headers_len;
+	}
+	if (sh == NULL && body_len)
+		memcpy(p, body, body_len);
 	return m;
 }
 
@@ -91,22 +129,16 @@ struct mqd_msg *mqd_msg_new(const void *headers, size_t headers_len,
                             uint16_t nheaders, const void *body,
                             size_t body_len)
 {
-	return msg_alloc(headers, headers_len, nheaders, body, body_len, true);
+	(void)nheaders; /* the raw field starts with it */
+	return msg_alloc(headers, headers_len, body, body_len, NULL);
 }
 
 struct mqd_msg *mqd_msg_new_shared(const void *headers, size_t headers_len,
                                    uint16_t nheaders, struct mqd_shared *sh,
-                                   const uint8_t *body, size_t body_len)
+                                   size_t body_len)
 {
-	struct mqd_msg *m =
-		msg_alloc(headers, headers_len, nheaders, NULL, body_len, false);
-
-	if (m != NULL) {
-		mqd_shared_ref(sh);
-		m->shared = sh;
-		m->ext_body = body;
-	}
-	return m;
+	(void)nheaders;
+	return msg_alloc(headers, headers_len, NULL, body_len, sh);
 }
 
 void mqd_msg_free(struct mqd_msg *m)
@@ -114,6 +146,73 @@ void mqd_msg_free(struct mqd_msg *m)
 	if (m == NULL)
 		return;
 	atomic_fetch_sub(&mem_used, footprint(m));
-	mqd_shared_unref(m->shared);
+	mqd_shared_unref(mqd_msg_shared(m));
+	if (m->track != NULL)
+		mqd_track_free(m->track);
 	free(m);
+}
+
+/* ---- lists ------------------------------------------------------------- */
+
+static void set_prev(struct mqd_msg *m, struct mqd_msg *prev)
+{
+	if (m->track != NULL)
+		m->track->prev = prev;
+}
+
+void mqd_msg_push_tail(struct mqd_msg **head, struct mqd_msg **tail,
+                       struct mqd_msg *m)
+{
+	m->next = NULL;
+	set_prev(m, *tail);
+	if (*tail)
+		(*tail)->next = m;
+	else
+		*head = m;
+	*tail = m;
+}
+
+void mqd_msg_push_head(struct mqd_msg **head, struct mqd_msg **tail,
+                       struct mqd_msg *m)
+{
+	set_prev(m, NULL);
+	m->next = *head;
+	if (*head)
+		set_prev(*head, m);
+	else
+		*tail = m;
+	*head = m;
+}
+
+struct mqd_msg *mqd_msg_pop_head(struct mqd_msg **head, struct mqd_msg **tail)
+{
+	struct mqd_msg *m = *head;
+
+	if (m == NULL)
+		return NULL;
+	*head = m->next;
+	if (*head)
+		set_prev(*head, NULL);
+	else
+		*tail = NULL;
+	m->next = NULL;
+	set_prev(m, NULL);
+	return m;
+}
+
+void mqd_msg_unlink(struct mqd_msg **head, struct mqd_msg **tail,
+                    struct mqd_msg *m)
+{
+	struct mqd_msg *prev = m->track->prev;
+
+	if (prev)
+		prev->next = m->next;
+	else
+		*head = m->next;
+	if (m->next)
+		set_prev(m->next, prev);
+	else
+		*tail = prev;
+	m->next = NULL;
+	m->track->prev = NULL;
 }

@@ -161,35 +161,38 @@ static bool excluded(const struct mqd_queue *q, const struct mqd_req *r)
 	return q->exclusive && q->exclusive_conn != r->conn->id;
 }
 
-static void unhold(struct mqd_worker *w, struct mqd_msg *m)
+/* Take m out of its holder's list and the held index; returns its queue.
+ * It keeps its track (its attempts). */
+static struct mqd_queue *unhold(struct mqd_worker *w, struct mqd_msg *m)
 {
-	struct mqd_peer *p = m->holder;
+	struct mqd_track *k = m->track;
+	struct mqd_peer *p = k->holder;
+	struct mqd_queue *q = k->queue;
 
-	if (m->prev)
-		m->prev->next = m->next;
-	else
-		p->held_head = m->next;
-	if (m->next)
-		m->next->prev = m->prev;
-	else
-		p->held_tail = m->prev;
-	m->next = m->prev = NULL;
+	mqd_msg_unlink(&p->held_head, &p->held_tail, m);
 	p->nheld--;
 	(void)mqd_idmap_del(&w->held, m->id);
 	mqd_timers_cancel(&w->timers, m);
 	m->state = MQD_MSG_LOOSE;
-	m->queue->held--;
-	if (m->consumer && m->consumer->held)
-		m->consumer->held--;
-	m->holder = NULL;
-	m->consumer = NULL;
+	q->held--;
+	if (k->consumer && k->consumer->held)
+		k->consumer->held--;
+	k->holder = NULL;
+	k->consumer = NULL;
+	return q;
 }
 
+/* Hold m for p (and consumer c), at its delivery number attempts. */
 static int hold(struct mqd_worker *w, struct mqd_peer *p, struct mqd_queue *q,
-                struct mqd_consumer *c, struct mqd_msg *m)
+                struct mqd_consumer *c, struct mqd_msg *m, uint16_t attempts)
 {
 	uint32_t ack = q->settings.ack_timeout_ms;
+	struct mqd_track *k = mqd_track_get(&w->timers, m);
 
+	/* On failure the caller puts m back, which drops a track it does
+	 * not need. */
+	if (k == NULL)
+		return -1;
 	if (ack && mqd_policy_set_timer(w, m, mqd_mono_ms() + ack) < 0)
 		return -1;
 	if (mqd_idmap_put(&w->held, m->id, m) < 0) {
@@ -197,16 +200,11 @@ static int hold(struct mqd_worker *w, struct mqd_peer *p, struct mqd_queue *q,
 		return -1;
 	}
 	m->state = MQD_MSG_HELD;
-	m->holder = p;
-	m->consumer = c;
-	m->queue = q;
-	m->next = NULL;
-	m->prev = p->held_tail;
-	if (p->held_tail)
-		p->held_tail->next = m;
-	else
-		p->held_head = m;
-	p->held_tail = m;
+	k->holder = p;
+	k->consumer = c;
+	k->queue = q;
+	k->attempts = attempts;
+	mqd_msg_push_tail(&p->held_head, &p->held_tail, m);
 	p->nheld++;
 	q->held++;
 	if (c)
@@ -214,29 +212,34 @@ static int hold(struct mqd_worker *w, struct mqd_peer *p, struct mqd_queue *q,
 	return 0;
 }
 
-static void count_delivery(struct mqd_worker *w, struct mqd_queue *q,
-                           struct mqd_msg *m)
+/* Count a delivery of m; returns its attempts with this one (kept in its
+ * track if it is held, forgotten with it if it is not). */
+static uint16_t count_delivery(struct mqd_worker *w, struct mqd_queue *q,
+                               const struct mqd_msg *m)
 {
+	uint16_t n = mqd_msg_attempts(m);
+
+	if (n < UINT16_MAX)
+		n++;
 	w->delivered++;
-	if (m->attempts < UINT16_MAX)
-		m->attempts++;
 	q->stats.delivered++;
-	if (m->attempts > 1)
+	if (n > 1)
 		q->stats.redelivered++;
+	return n;
 }
 
 static void message_view(const struct mqd_queue *q, const struct mqd_msg *m,
-                         struct mqd_message *v)
+                         uint16_t attempts, struct mqd_message *v)
 {
 	v->id = m->id;
 	v->source.p = (const uint8_t *)q->name;
 	v->source.len = q->name_len;
-	v->attempts = m->attempts;
-	v->timestamp_ms = m->timestamp_ms;
+	v->attempts = attempts;
+	v->timestamp_ms = mqd_msg_timestamp(m);
 	v->priority = m->priority;
-	v->nheaders = m->nheaders;
+	v->nheaders = mqd_msg_nheaders(m);
 	v->headers.p = mqd_msg_headers(m);
-	v->headers.len = m->headers_len;
+	v->headers.len = mqd_msg_headers_len(m);
 	v->body.p = mqd_msg_body(m);
 	v->body.len = m->body_len;
 }
@@ -285,11 +288,12 @@ static void remove_waiter(struct mqd_worker *w, struct mqd_req *r)
 /* A message taken for delivery that could not be delivered goes back
  * where it was: the head of its level. */
 static void put_back(struct mqd_worker *w, struct mqd_queue *q,
-                     struct mqd_msg *m)
+                     struct mqd_msg *m, uint16_t attempts)
 {
-	m->attempts--;
 	q->stats.delivered--;
 	w->delivered--;
+	if (attempts > 1)
+		q->stats.redelivered--;
 	if (mqd_policy_enqueue(w, q, m, true) < 0)
 		mqd_queue_push_head(q, m); /* expiry checked when taken */
 }
@@ -299,21 +303,20 @@ static void give_to_get(struct mqd_worker *w, struct mqd_queue *q,
                         struct mqd_req *r, struct mqd_msg *m)
 {
 	struct mqd_message v;
+	uint16_t attempts = count_delivery(w, q, m);
 
-	count_delivery(w, q, m);
-	m->queue = q;
 	if (!(r->flags & MQD_F_AUTO_ACK)) {
 		struct mqd_peer *p = mqd_worker_peer(w, r->conn);
-		if (p == NULL || hold(w, p, q, NULL, m) < 0) {
-			put_back(w, q, m);
+		if (p == NULL || hold(w, p, q, NULL, m, attempts) < 0) {
+			put_back(w, q, m, attempts);
 			fail(w, r, MQD_ERR_INTERNAL, "out of memory");
 			return;
 		}
 	}
-	message_view(q, m, &v);
+	message_view(q, m, attempts, &v);
 	mqd_enc_message(&r->reply, MQD_OP_MESSAGE, r->tag, &v);
 	if (r->flags & MQD_F_AUTO_ACK)
-		mqd_msg_free(m);
+		mqd_timers_free_msg(&w->timers, m);
 	mqd_worker_answer(w, r);
 }
 
@@ -323,35 +326,33 @@ static int give_to_consumer(struct mqd_worker *w, struct mqd_queue *q,
                             struct mqd_consumer *c, struct mqd_msg *m)
 {
 	struct mqd_message v;
-	struct mqd_mail_output *o;
-	struct mqd_wbuf head;
+	struct mqd_wbuf *head = &w->scratch; /* keeps its memory: no malloc */
 	size_t hlen;
+	uint16_t attempts = count_delivery(w, q, m);
 
-	mqd_wbuf_init(&head);
-	count_delivery(w, q, m);
-	message_view(q, m, &v);
-	hlen = mqd_enc_message_head(&head, MQD_OP_DELIVER, c->tag, &v);
-	o = head.oom ? NULL : output_new(w, hlen + m->body_len);
-	if (o == NULL) {
-		mqd_wbuf_free(&head);
+	mqd_wbuf_reset(head);
+	message_view(q, m, attempts, &v);
+	hlen = mqd_enc_message_head(head, MQD_OP_DELIVER, c->tag, &v);
+	if (head->oom)
 		goto undo;
-	}
-	memcpy(o->data, head.data, hlen);
-	memcpy(o->data + hlen, mqd_msg_body(m), m->body_len);
-	mqd_wbuf_free(&head);
-	o->tag = c->tag;
 	if (c->auto_ack) {
-		o->credit = 1;
+		if (mqd_worker_push_frame(w, c->peer, c->tag, 0, 1, head->data, hlen,
+		                          mqd_msg_body(m), m->body_len) < 0)
+			goto undo;
 		c->held++;
-		mqd_msg_free(m);
-	} else if (hold(w, c->peer, q, c, m) < 0) {
-		free(o);
+		mqd_timers_free_msg(&w->timers, m);
+		return 0;
+	}
+	if (hold(w, c->peer, q, c, m, attempts) < 0)
+		goto undo;
+	if (mqd_worker_push_frame(w, c->peer, c->tag, 0, 0, head->data, hlen,
+	                          mqd_msg_body(m), m->body_len) < 0) {
+		(void)unhold(w, m);
 		goto undo;
 	}
-	mqd_worker_push(w, c->peer, o);
 	return 0;
 undo:
-	put_back(w, q, m);
+	put_back(w, q, m, attempts);
 	mqd_log_error("worker %u: out of memory delivering from %s", w->index,
 	              q->name);
 	return -1;
@@ -362,15 +363,15 @@ undo:
 static struct mqd_msg *take_ready(struct mqd_worker *w, struct mqd_queue *q)
 {
 	struct mqd_msg *m;
-	uint64_t now = 0;
+	uint64_t now = 0, expires;
 
 	while ((m = mqd_queue_pop(q)) != NULL) {
 		mqd_timers_cancel(&w->timers, m);
-		if (m->expires_at == 0)
+		if ((expires = mqd_msg_expires(m)) == 0)
 			return m;
 		if (now == 0)
 			now = mqd_mono_ms();
-		if (now < m->expires_at)
+		if (now < expires)
 			return m;
 		mqd_policy_expire(w, q, m);
 	}
@@ -408,8 +409,8 @@ static void free_consumer(struct mqd_worker *w, struct mqd_consumer *c)
 
 	/* Messages it holds stay held by the connection, consumer-less. */
 	for (struct mqd_msg *m = p->held_head; m; m = m->next)
-		if (m->consumer == c)
-			m->consumer = NULL;
+		if (m->track->consumer == c)
+			m->track->consumer = NULL;
 	for (pp = &p->consumers; *pp; pp = &(*pp)->pnext) {
 		if (*pp == c) {
 			*pp = c->pnext;
@@ -460,11 +461,11 @@ static void delete_queue(struct mqd_worker *w, struct mqd_queue *q)
 	if (q->held > 0) {
 		held = malloc(q->held * sizeof *held);
 		while (held && (m = mqd_idmap_next(&w->held, &pos, NULL)) != NULL)
-			if (m->queue == q)
+			if (m->track->queue == q)
 				held[n++] = m;
 		for (size_t i = 0; i < n; i++) {
-			unhold(w, held[i]);
-			mqd_msg_free(held[i]);
+			(void)unhold(w, held[i]);
+			mqd_timers_free_msg(&w->timers, held[i]);
 		}
 		free(held);
 	}
@@ -672,8 +673,7 @@ static bool make_room(struct mqd_worker *w, struct mqd_queue *q,
 		if (q->settings.overflow != MQD_OVERFLOW_DROP_HEAD ||
 		    (old = mqd_queue_pop_lowest(q)) == NULL)
 			return false; /* only delayed messages left: keep them */
-		mqd_timers_cancel(&w->timers, old);
-		mqd_msg_free(old);
+		mqd_timers_free_msg(&w->timers, old);
 		q->stats.dropped++;
 	}
 	return true;
@@ -681,23 +681,25 @@ static bool make_room(struct mqd_worker *w, struct mqd_queue *q,
 
 int mqd_ops_store(struct mqd_worker *w, struct mqd_queue *q, struct mqd_msg *m)
 {
-	uint64_t now;
-	uint32_t ttl;
+	/* Read before the id takes their place. */
+	uint32_t ttl = m->ttl_ms ? m->ttl_ms : q->settings.message_ttl_ms;
+	uint32_t delay = m->delay_ms;
 	int rc;
 
 	if (!make_room(w, q, mqd_msg_bytes(m)))
 		return MQD_ERR_QUEUE_FULL;
-	now = mqd_mono_ms();
-	ttl = m->ttl_ms ? m->ttl_ms : q->settings.message_ttl_ms;
-	m->expires_at = ttl ? now + ttl : 0;
+	if (mqd_policy_set_expiry(w, m, ttl) < 0)
+		return MQD_ERR_INTERNAL;
 	m->id = mqd_worker_new_id(w);
-	m->timestamp_ms = mqd_now_ms();
-	if (m->delay_ms)
-		rc = mqd_policy_delay(w, q, m, now + m->delay_ms);
+	mqd_msg_set_timestamp(m, mqd_now_ms());
+	if (delay)
+		rc = mqd_policy_delay(w, q, m, mqd_mono_ms() + delay);
 	else
 		rc = mqd_policy_enqueue(w, q, m, false);
-	if (rc < 0)
+	if (rc < 0) {
+		mqd_track_put(&w->timers, m); /* the caller frees m */
 		return MQD_ERR_INTERNAL;
+	}
 	q->stats.sent++;
 	w->sent++;
 	return 0;
@@ -867,14 +869,13 @@ static void settle(struct mqd_worker *w, struct mqd_req *r, int requeue)
 			mqd_idmap_get(&w->held, mqd_load64(a->ids + 8u * i));
 		struct mqd_queue *q;
 		/* Not held by this connection (any more): skipped. */
-		if (m == NULL || m->holder != p)
+		if (m == NULL || m->track->holder != p)
 			continue;
-		q = m->queue;
-		unhold(w, m);
+		q = unhold(w, m);
 		n++;
 		if (requeue < 0) {
 			q->stats.acked++;
-			mqd_msg_free(m);
+			mqd_timers_free_msg(&w->timers, m);
 		} else if (requeue == 0) {
 			mqd_policy_dead_letter(w, q, m, "rejected");
 		} else {
@@ -942,6 +943,7 @@ void mqd_ops_peer_closed(struct mqd_worker *w, uint64_t conn_id,
 		mqd_worker_close_done(w, close);
 		return;
 	}
+	mqd_worker_flush_peer(w, p); /* its conn lives until CLOSE_DONE */
 	mqd_pubsub_peer_closed(w, p);
 	while (p->consumers) {
 		struct mqd_consumer *c = p->consumers;
@@ -964,8 +966,7 @@ void mqd_ops_peer_closed(struct mqd_worker *w, uint64_t conn_id,
 	 * comes out first again. */
 	while (p->held_tail) {
 		struct mqd_msg *m = p->held_tail;
-		struct mqd_queue *q = m->queue;
-		unhold(w, m);
+		struct mqd_queue *q = unhold(w, m);
 		mqd_policy_return(w, q, m, 0);
 		bool seen = false;
 		for (size_t i = 0; i < ndirty; i++)
@@ -1025,11 +1026,13 @@ void mqd_ops_free_all(struct mqd_worker *w)
 void mqd_ops_timer(struct mqd_worker *w)
 {
 	uint64_t now = mqd_mono_ms();
-	struct mqd_msg *m;
+	struct mqd_track *k;
 
 	w->timer_armed = 0;
-	while ((m = mqd_timers_peek(&w->timers)) != NULL && m->timer_at <= now) {
-		struct mqd_queue *q = m->queue;
+	while ((k = mqd_timers_peek(&w->timers)) != NULL && k->timer_at <= now) {
+		struct mqd_msg *m = k->msg;
+		struct mqd_queue *q = k->queue;
+		uint64_t expires = k->expires_at;
 
 		mqd_timers_cancel(&w->timers, m);
 		switch (m->state) {
@@ -1039,7 +1042,7 @@ void mqd_ops_timer(struct mqd_worker *w)
 			break;
 		case MQD_MSG_DELAYED:
 			mqd_queue_remove_delayed(q, m);
-			if (m->expires_at && now >= m->expires_at) {
+			if (expires && now >= expires) {
 				mqd_policy_expire(w, q, m);
 				break;
 			}
@@ -1051,7 +1054,7 @@ void mqd_ops_timer(struct mqd_worker *w)
 			mqd_log_debug("queue %s: message %llu not acked in %u ms",
 			              q->name, (unsigned long long)m->id,
 			              q->settings.ack_timeout_ms);
-			unhold(w, m);
+			(void)unhold(w, m);
 			mqd_policy_return(w, q, m, 0);
 			mqd_ops_dispatch(w, q);
 			break;

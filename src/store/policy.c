@@ -26,18 +26,36 @@ int mqd_policy_set_timer(struct mqd_worker *w, struct mqd_msg *m, uint64_t at)
 	return 0;
 }
 
+int mqd_policy_set_expiry(struct mqd_worker *w, struct mqd_msg *m,
+                          uint32_t ttl_ms)
+{
+	struct mqd_track *k;
+
+	if (ttl_ms == 0)
+		return 0;
+	if ((k = mqd_track_get(&w->timers, m)) == NULL)
+		return -1;
+	k->expires_at = mqd_mono_ms() + ttl_ms;
+	return 0;
+}
+
 int mqd_policy_enqueue(struct mqd_worker *w, struct mqd_queue *q,
                        struct mqd_msg *m, bool head)
 {
-	if (m->expires_at && mqd_mono_ms() >= m->expires_at) {
+	uint64_t expires = mqd_msg_expires(m);
+
+	if (expires && mqd_mono_ms() >= expires) {
 		mqd_policy_expire(w, q, m);
 		return 0;
 	}
-	if (m->expires_at) {
-		if (mqd_policy_set_timer(w, m, m->expires_at) < 0)
+	if (expires) {
+		if (mqd_policy_set_timer(w, m, expires) < 0)
 			return -1;
 	} else {
+		/* Ready with no deadline: out of the heap, and the track goes
+		 * unless it keeps past attempts. */
 		mqd_timers_cancel(&w->timers, m);
+		mqd_track_trim(&w->timers, m);
 	}
 	if (head)
 		mqd_queue_push_head(q, m);
@@ -50,7 +68,8 @@ int mqd_policy_delay(struct mqd_worker *w, struct mqd_queue *q,
                      struct mqd_msg *m, uint64_t due)
 {
 	/* Wake at whichever comes first: ready, or expired while waiting. */
-	uint64_t at = m->expires_at && m->expires_at < due ? m->expires_at : due;
+	uint64_t expires = mqd_msg_expires(m);
+	uint64_t at = expires && expires < due ? expires : due;
 
 	if (mqd_policy_set_timer(w, m, at) < 0)
 		return -1;
@@ -70,7 +89,7 @@ void mqd_policy_expire(struct mqd_worker *w, struct mqd_queue *q,
 static int dead_headers(const struct mqd_msg *m, const char *reason,
                         const struct mqd_queue *from, struct mqd_wbuf *h)
 {
-	struct mqd_span all = {mqd_msg_headers(m), m->headers_len};
+	struct mqd_span all = {mqd_msg_headers(m), mqd_msg_headers_len(m)};
 	struct mqd_span k, v;
 	size_t pos = 2;
 	char key[256];
@@ -104,7 +123,7 @@ void mqd_policy_dead_letter(struct mqd_worker *w, struct mqd_queue *q,
 	struct mqd_msg *d;
 	size_t len = strlen(dl);
 
-	mqd_timers_cancel(&w->timers, m);
+	mqd_track_put(&w->timers, m);
 	if (len == 0 || m->dead_hops >= MQD_DEAD_HOPS_MAX) {
 		if (len != 0)
 			mqd_log_warn("queue %s: message %llu dead-lettered %u "
@@ -130,7 +149,7 @@ void mqd_policy_dead_letter(struct mqd_worker *w, struct mqd_queue *q,
 		return;
 	}
 	d->priority = m->priority;
-	d->dead_hops = (uint8_t)(m->dead_hops + 1);
+	d->dead_hops = (uint8_t)(m->dead_hops + 1) & 0xf;
 	mqd_msg_free(m);
 	q->stats.dead_lettered++;
 
@@ -175,16 +194,13 @@ void mqd_policy_receive_dead(struct mqd_worker *w, struct mqd_mail_dead *d)
 			mqd_msg_free(m);
 			return;
 		}
-		mqd_timers_cancel(&w->timers, old);
-		mqd_msg_free(old);
+		mqd_timers_free_msg(&w->timers, old);
 		q->stats.dropped++;
 	}
 	m->id = mqd_worker_new_id(w);
-	m->timestamp_ms = mqd_now_ms();
-	m->expires_at = q->settings.message_ttl_ms
-	                        ? mqd_mono_ms() + q->settings.message_ttl_ms
-	                        : 0;
-	if (mqd_policy_enqueue(w, q, m, false) < 0) {
+	mqd_msg_set_timestamp(m, mqd_now_ms());
+	if (mqd_policy_set_expiry(w, m, q->settings.message_ttl_ms) < 0 ||
+	    mqd_policy_enqueue(w, q, m, false) < 0) {
 		q->stats.dropped++;
 		mqd_msg_free(m);
 		return;
@@ -197,11 +213,14 @@ void mqd_policy_receive_dead(struct mqd_worker *w, struct mqd_mail_dead *d)
 void mqd_policy_return(struct mqd_worker *w, struct mqd_queue *q,
                        struct mqd_msg *m, uint32_t delay_ms)
 {
-	if (q->settings.max_attempts && m->attempts >= q->settings.max_attempts) {
+	if (q->settings.max_attempts &&
+	    mqd_msg_attempts(m) >= q->settings.max_attempts) {
 		mqd_policy_dead_letter(w, q, m, "max-attempts");
 		return;
 	}
-	if (m->expires_at && mqd_mono_ms() >= m->expires_at) {
+	uint64_t expires = mqd_msg_expires(m);
+
+	if (expires && mqd_mono_ms() >= expires) {
 		mqd_policy_expire(w, q, m);
 		return;
 	}
@@ -220,7 +239,7 @@ void mqd_policy_return(struct mqd_worker *w, struct mqd_queue *q,
 
 void mqd_policy_rearm(struct mqd_worker *w)
 {
-	struct mqd_msg *first = mqd_timers_peek(&w->timers);
+	struct mqd_track *first = mqd_timers_peek(&w->timers);
 	uint64_t now, at;
 	struct timeval tv;
 

@@ -19,6 +19,10 @@ struct mqd_mail_dead;
  * stops a chain of dead-letter queues that loops at run time. */
 #define MQD_DEAD_HOPS_MAX 8
 
+/* Give m (new to this owner) an expiry ttl_ms from now; 0 = none.  -1
+ * when no track can be attached for it. */
+int mqd_policy_set_expiry(struct mqd_worker *w, struct mqd_msg *m,
+                          uint32_t ttl_ms) __attribute__((warn_unused_result));
 /* Make m ready in q (head or tail of its level), with its expiry timer; a
  * message already past its TTL expires instead.  -1 (m untouched) only when
  * the timer heap cannot grow. */

@@ -15,7 +15,7 @@ struct mqd_queue *mqd_queue_new(const char *name, size_t len,
 
 	if (len == 0 || len > 255)
 		return NULL;
-	q = calloc(1, sizeof *q);
+	q = calloc(1, sizeof *q + len + 1);
 	if (q == NULL)
 		return NULL;
 	memcpy(q->name, name, len);
@@ -35,49 +35,13 @@ void mqd_queue_free(struct mqd_queue *q, struct mqd_timers *t)
 	free(q);
 }
 
-static void level_push_tail(struct mqd_level *l, struct mqd_msg *m)
-{
-	m->next = NULL;
-	m->prev = l->tail;
-	if (l->tail)
-		l->tail->next = m;
-	else
-		l->head = m;
-	l->tail = m;
-}
-
-static void level_push_head(struct mqd_level *l, struct mqd_msg *m)
-{
-	m->prev = NULL;
-	m->next = l->head;
-	if (l->head)
-		l->head->prev = m;
-	else
-		l->tail = m;
-	l->head = m;
-}
-
-static struct mqd_msg *level_pop_head(struct mqd_level *l)
-{
-	struct mqd_msg *m = l->head;
-
-	if (m == NULL)
-		return NULL;
-	l->head = m->next;
-	if (l->head)
-		l->head->prev = NULL;
-	else
-		l->tail = NULL;
-	m->next = m->prev = NULL;
-	return m;
-}
-
 static void account_in(struct mqd_queue *q, struct mqd_msg *m)
 {
 	unsigned p = m->priority < MQD_PRIORITY_LEVELS ? m->priority
 	                                               : MQD_PRIORITY_LEVELS - 1;
 	m->priority = (uint8_t)p;
-	m->queue = q;
+	if (m->track)
+		m->track->queue = q;
 	m->state = MQD_MSG_READY;
 	q->nonempty |= (uint16_t)(1u << p);
 	q->ready++;
@@ -87,13 +51,15 @@ static void account_in(struct mqd_queue *q, struct mqd_msg *m)
 void mqd_queue_push_tail(struct mqd_queue *q, struct mqd_msg *m)
 {
 	account_in(q, m);
-	level_push_tail(&q->levels[m->priority], m);
+	mqd_msg_push_tail(&q->levels[m->priority].head,
+	                  &q->levels[m->priority].tail, m);
 }
 
 void mqd_queue_push_head(struct mqd_queue *q, struct mqd_msg *m)
 {
 	account_in(q, m);
-	level_push_head(&q->levels[m->priority], m);
+	mqd_msg_push_head(&q->levels[m->priority].head,
+	                  &q->levels[m->priority].tail, m);
 }
 
 static void account_out(struct mqd_queue *q, struct mqd_msg *m)
@@ -109,7 +75,8 @@ static void account_out(struct mqd_queue *q, struct mqd_msg *m)
 
 static struct mqd_msg *take_from(struct mqd_queue *q, unsigned p)
 {
-	struct mqd_msg *m = level_pop_head(&q->levels[p]);
+	struct mqd_msg *m = mqd_msg_pop_head(&q->levels[p].head,
+	                                     &q->levels[p].tail);
 
 	account_out(q, m);
 	return m;
@@ -119,44 +86,23 @@ void mqd_queue_remove(struct mqd_queue *q, struct mqd_msg *m)
 {
 	struct mqd_level *l = &q->levels[m->priority];
 
-	if (m->prev)
-		m->prev->next = m->next;
-	else
-		l->head = m->next;
-	if (m->next)
-		m->next->prev = m->prev;
-	else
-		l->tail = m->prev;
-	m->next = m->prev = NULL;
+	mqd_msg_unlink(&l->head, &l->tail, m);
 	account_out(q, m);
 }
 
 void mqd_queue_add_delayed(struct mqd_queue *q, struct mqd_msg *m)
 {
-	m->queue = q;
+	if (m->track)
+		m->track->queue = q;
 	m->state = MQD_MSG_DELAYED;
-	m->next = NULL;
-	m->prev = q->delayed_tail;
-	if (q->delayed_tail)
-		q->delayed_tail->next = m;
-	else
-		q->delayed_head = m;
-	q->delayed_tail = m;
+	mqd_msg_push_tail(&q->delayed_head, &q->delayed_tail, m);
 	q->delayed++;
 	q->bytes += mqd_msg_bytes(m);
 }
 
 void mqd_queue_remove_delayed(struct mqd_queue *q, struct mqd_msg *m)
 {
-	if (m->prev)
-		m->prev->next = m->next;
-	else
-		q->delayed_head = m->next;
-	if (m->next)
-		m->next->prev = m->prev;
-	else
-		q->delayed_tail = m->prev;
-	m->next = m->prev = NULL;
+	mqd_msg_unlink(&q->delayed_head, &q->delayed_tail, m);
 	q->delayed--;
 	q->bytes -= mqd_msg_bytes(m);
 	m->state = MQD_MSG_LOOSE;
@@ -186,8 +132,9 @@ uint64_t mqd_queue_purge(struct mqd_queue *q, struct mqd_timers *t)
 	       ((m = q->delayed_head) != NULL &&
 	        (mqd_queue_remove_delayed(q, m), true))) {
 		if (t)
-			mqd_timers_cancel(t, m);
-		mqd_msg_free(m);
+			mqd_timers_free_msg(t, m);
+		else
+			mqd_msg_free(m);
 		n++;
 	}
 	return n;

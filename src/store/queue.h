@@ -55,7 +55,6 @@ struct mqd_level {
 struct mqd_queue {
 	struct mqd_queue *hnext; /* in the worker's table */
 	uint64_t hash;
-	char name[256];
 	uint8_t name_len;
 	struct mqd_qsettings settings;
 	bool exclusive, auto_delete;
@@ -74,6 +73,8 @@ struct mqd_queue {
 	void *waiters_head, *waiters_tail; /* parked GETs, owned by ops.c */
 
 	struct mqd_qstats stats;
+	char name[]; /* name_len bytes and a NUL: a queue costs what its
+	              * name needs, not 256 bytes */
 };
 
 struct mqd_queue *mqd_queue_new(const char *name, size_t len,

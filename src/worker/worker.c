@@ -225,9 +225,123 @@ void mqd_worker_post(struct mqd_worker *w, struct mqd_mail *m)
 	mqd_mailbox_post(&w->mb, m);
 }
 
+/* ---- output batches ---------------------------------------------------- */
+
+#define BATCH_MIN 4096
+#define BATCH_MAX (64 * 1024) /* a fuller batch goes at once */
+
+static void post_output(struct mqd_worker *w, struct mqd_conn *conn,
+                        struct mqd_mail_output *o)
+{
+	o->conn = conn;
+	if (conn->home == w)
+		mqd_conn_output(conn, o);
+	else
+		mqd_worker_post(conn->home, &o->mail);
+}
+
+void mqd_worker_flush_peer(struct mqd_worker *w, struct mqd_peer *p)
+{
+	struct mqd_mail_output *o = p->batch;
+
+	if (o == NULL)
+		return;
+	for (struct mqd_peer **pp = &w->batches; *pp; pp = &(*pp)->batch_next) {
+		if (*pp == p) {
+			*pp = p->batch_next;
+			break;
+		}
+	}
+	p->batch = NULL;
+	p->batch_next = NULL;
+	post_output(w, p->conn, o);
+}
+
+static void flush_all(struct mqd_worker *w)
+{
+	while (w->batches)
+		mqd_worker_flush_peer(w, w->batches);
+}
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	flush_all(arg);
+}
+
+/* Activated after flush_cb when output appeared: the pass is over. */
+static void write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	mqd_conn_write_pending(arg);
+}
+
+/* The batch for conn, if this worker is filling one (the list is short:
+ * the connections served in this pass). */
+static void flush_conn(struct mqd_worker *w, const struct mqd_conn *conn)
+{
+	for (struct mqd_peer *p = w->batches; p; p = p->batch_next) {
+		if (p->conn == conn) {
+			mqd_worker_flush_peer(w, p);
+			return;
+		}
+	}
+}
+
+int mqd_worker_push_frame(struct mqd_worker *w, struct mqd_peer *p,
+                          uint32_t tag, uint64_t sub_id, uint32_t credit,
+                          const void *head, size_t hlen, const void *body,
+                          size_t blen)
+{
+	struct mqd_mail_output *o = p->batch;
+	size_t need = hlen + blen;
+
+	if (o != NULL && (o->tag != tag || o->sub_id != sub_id ||
+	                  o->len + need > BATCH_MAX)) {
+		mqd_worker_flush_peer(w, p);
+		o = NULL;
+	}
+	if (o == NULL) {
+		size_t cap = need > BATCH_MIN ? need : BATCH_MIN;
+		o = malloc(sizeof *o + cap);
+		if (o == NULL)
+			return -1;
+		memset(o, 0, sizeof *o);
+		o->mail.type = MQD_MAIL_OUTPUT;
+		o->owner = w->index;
+		o->tag = tag;
+		o->sub_id = sub_id;
+		o->cap = cap;
+		if (w->batches == NULL)
+			event_active(w->flush_ev, EV_TIMEOUT, 0);
+		p->batch = o;
+		p->batch_next = w->batches;
+		w->batches = p;
+	} else if (o->len + need > o->cap) {
+		size_t cap = o->cap * 2 >= o->len + need ? o->cap * 2 : o->len + need;
+		struct mqd_mail_output *n = realloc(o, sizeof *o + cap);
+		if (n == NULL)
+			return -1;
+		n->cap = cap;
+		p->batch = o = n;
+	}
+	memcpy(o->data + o->len, head, hlen);
+	memcpy(o->data + o->len + hlen, body, blen);
+	o->len += need;
+	o->frames++;
+	o->credit += credit;
+	return 0;
+}
+
 void mqd_worker_answer(struct mqd_worker *w, struct mqd_req *r)
 {
 	struct mqd_worker *home = r->conn->home;
+
+	/* Deliveries made before this answer reach the connection first. */
+	if (w->batches)
+		flush_conn(w, r->conn);
 
 	if (home == w) {
 		mqd_conn_req_done(r);
@@ -240,17 +354,16 @@ void mqd_worker_answer(struct mqd_worker *w, struct mqd_req *r)
 void mqd_worker_push(struct mqd_worker *w, struct mqd_peer *p,
                      struct mqd_mail_output *o)
 {
-	o->conn = p->conn;
-	if (p->conn->home == w)
-		mqd_conn_output(p->conn, o);
-	else
-		mqd_worker_post(p->conn->home, &o->mail);
+	mqd_worker_flush_peer(w, p);
+	post_output(w, p->conn, o);
 }
 
 void mqd_worker_close_done(struct mqd_worker *w, struct mqd_mail_close *c)
 {
 	/* Reuse the mail for the answer: every mail this owner sent the
 	 * connection before now is already ahead of it. */
+	if (w->batches)
+		flush_conn(w, c->conn);
 	c->mail.type = MQD_MAIL_CLOSE_DONE;
 	mqd_worker_post(&w->srv->workers[c->conn->home->index], &c->mail);
 }
@@ -283,6 +396,25 @@ struct mqd_peer *mqd_worker_peer(struct mqd_worker *w, struct mqd_conn *c)
 	return p;
 }
 
+/*
+ * A worker's loop turns write interest on and off for nearly every
+ * connection on every pass (output appears, is written, is gone).  With
+ * the change list, epoll_ctl runs once per pass for what actually changed,
+ * instead of once per toggle.
+ */
+static struct event_base *new_base(void)
+{
+	struct event_config *cfg = event_config_new();
+	struct event_base *base;
+
+	if (cfg == NULL)
+		return NULL;
+	event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+	base = event_base_new_with_config(cfg);
+	event_config_free(cfg);
+	return base;
+}
+
 int mqd_worker_init(struct mqd_worker *w, struct mqd_server *srv,
                     unsigned index)
 {
@@ -299,12 +431,16 @@ int mqd_worker_init(struct mqd_worker *w, struct mqd_server *srv,
 	w->mb.efd = -1;
 	if (mqd_mailbox_init(&w->mb) < 0)
 		return -1;
-	w->base = event_base_new();
+	w->base = new_base();
 	if (w->base == NULL)
 		return -1;
 	w->mb_ev = event_new(w->base, w->mb.efd, EV_READ | EV_PERSIST,
 	                     mailbox_cb, w);
 	if (w->mb_ev == NULL || event_add(w->mb_ev, NULL) < 0)
+		return -1;
+	w->flush_ev = event_new(w->base, -1, 0, flush_cb, w);
+	w->write_ev = event_new(w->base, -1, 0, write_cb, w);
+	if (w->flush_ev == NULL || w->write_ev == NULL)
 		return -1;
 	w->timer_ev = evtimer_new(w->base, timer_cb, w);
 	if (w->timer_ev == NULL)
@@ -353,8 +489,20 @@ void mqd_worker_destroy(struct mqd_worker *w)
 		    m->type != MQD_MAIL_QUERY)
 			free(m);
 	}
+	while (w->batches) { /* connections are gone: drop their output */
+		struct mqd_peer *p = w->batches;
+		w->batches = p->batch_next;
+		free(p->batch);
+		p->batch = NULL;
+	}
 	mqd_ops_free_all(w);
+	mqd_conn_free_spares(w);
 	mqd_pubsub_free(w);
+	if (w->flush_ev)
+		event_free(w->flush_ev);
+	if (w->write_ev)
+		event_free(w->write_ev);
+	mqd_wbuf_free(&w->scratch);
 	if (w->timer_ev)
 		event_free(w->timer_ev);
 	if (w->mb_ev)

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "core/config.h"
+#include "proto/proto.h"
 #include "store/idmap.h"
 #include "store/queue.h"
 #include "store/timers.h"
@@ -125,7 +126,9 @@ struct mqd_mail_output {
 	uint64_t sub_id;       /* a subscription's delivery (0: a consumer's) */
 	struct mqd_shared *shared; /* if set: data[] is the frame's first part,
 	                            * shared->data the rest */
+	uint32_t frames;       /* whole frames in data[]; 0 means one */
 	size_t len;
+	size_t cap;            /* room in data[] (a batch being filled) */
 	uint8_t data[];
 };
 
@@ -156,6 +159,11 @@ struct mqd_peer {
 	struct mqd_sub_entry *subs;            /* its subscriptions here */
 	unsigned waits;      /* its requests waiting here on other workers */
 	struct mqd_mail_close *close; /* gone, CLOSE_DONE held until waits = 0 */
+	/* Frames for this connection gathered during the current pass of
+	 * this worker's loop (one tag), posted as one OUTPUT mail when the
+	 * pass ends or before anything else this worker tells it. */
+	struct mqd_mail_output *batch;
+	struct mqd_peer *batch_next; /* in the worker's list of batches */
 };
 
 struct mqd_peer_excl {
@@ -178,6 +186,9 @@ struct mqd_worker {
 	struct mqd_idmap peers; /* connection id -> struct mqd_peer */
 	uint64_t next_seq;      /* message ids: seq << 8 | index */
 	struct mqd_timers timers; /* expiry, delays, ack deadlines */
+	struct mqd_peer *batches; /* peers with output gathered this pass */
+	struct mqd_wbuf scratch;  /* frame heads are encoded here */
+	struct event *flush_ev;   /* posts the batches at the end of a pass */
 	struct mqd_topics *topics; /* subscriptions and bindings of its shard */
 	struct mqd_binding *bindings; /* every binding in topics, by queue */
 	struct event *timer_ev;
@@ -190,6 +201,11 @@ struct mqd_worker {
 	 * mailbox is done: one CREDIT mail per consumer per pass, not one per
 	 * delivery. */
 	struct mqd_conn *credit_list;
+	/* Connections with new output this pass: written once, at its end. */
+	struct mqd_conn *write_list;
+	struct event *write_ev;
+	struct mqd_req *req_spare; /* recycled request slots (conn.c) */
+	unsigned nreq_spare;
 	bool shutting_down;
 	bool paused;            /* shutdown: deliver nothing more */
 	/* This worker's own copy of the settings it reads: reload sends a
@@ -222,9 +238,22 @@ static inline unsigned mqd_id_owner(uint64_t id)
 
 /* Hand an executed request back to its connection's home worker. */
 void mqd_worker_answer(struct mqd_worker *w, struct mqd_req *r);
-/* Hand pushed frames to a peer's connection. */
+/* Hand pushed frames to a peer's connection (after its batch, if any). */
 void mqd_worker_push(struct mqd_worker *w, struct mqd_peer *p,
                      struct mqd_mail_output *o);
+/*
+ * Add one frame (head then body) for consumer or subscription `tag` to
+ * p's batch: deliveries made in one pass of the loop travel to the
+ * connection in one mail and one buffer copy, instead of one allocation
+ * and one mail each.  credit: auto-ack deliveries it carries.  Returns 0,
+ * or -1 when memory runs out (nothing added).
+ */
+int mqd_worker_push_frame(struct mqd_worker *w, struct mqd_peer *p,
+                          uint32_t tag, uint64_t sub_id, uint32_t credit,
+                          const void *head, size_t hlen, const void *body,
+                          size_t blen) __attribute__((warn_unused_result));
+/* Post p's batch now (it is about to hear something else, or go). */
+void mqd_worker_flush_peer(struct mqd_worker *w, struct mqd_peer *p);
 
 /* Post CLOSE_DONE for a CLOSE this owner has finished. */
 void mqd_worker_close_done(struct mqd_worker *w, struct mqd_mail_close *c);

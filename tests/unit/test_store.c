@@ -5,6 +5,8 @@
 
 #include <check.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,6 +132,89 @@ START_TEST(purge_limits_and_emptiness)
 	ck_assert(!mqd_queue_is_empty(q)); /* held messages count */
 	q->held = 0;
 	mqd_queue_free(q, NULL);
+}
+END_TEST
+
+/* Issue 6: the fields before a message's bytes fit 36 bytes, so a
+ * 100-byte message is one 144-byte malloc chunk; the bytes read back. */
+START_TEST(message_layout)
+{
+	static const uint8_t hdrs[] = {0, 1, 1, 'k', 0, 2, 'v', 'w'};
+	uint64_t used = mqd_msg_mem_used();
+	char body[100];
+
+	ck_assert_uint_le(offsetof(struct mqd_msg, data), 36);
+	memset(body, 'b', sizeof body);
+	struct mqd_msg *m = mqd_msg_new(NULL, 0, 0, body, sizeof body);
+	ck_assert_ptr_nonnull(m);
+	ck_assert_uint_eq(mqd_msg_headers_len(m), 2);
+	ck_assert_uint_eq(mqd_msg_nheaders(m), 0);
+	ck_assert_int_eq(memcmp(mqd_msg_body(m), body, sizeof body), 0);
+	mqd_msg_set_timestamp(m, 1795000000123ULL);
+	ck_assert_uint_eq(mqd_msg_timestamp(m), 1795000000123ULL);
+	ck_assert_uint_eq(mqd_msg_mem_used() - used,
+	                  offsetof(struct mqd_msg, data) + sizeof body);
+	mqd_msg_free(m);
+
+	m = mqd_msg_new(hdrs, sizeof hdrs, 1, "xyz", 3);
+	ck_assert_ptr_nonnull(m);
+	ck_assert_uint_eq(mqd_msg_headers_len(m), sizeof hdrs);
+	ck_assert_uint_eq(mqd_msg_nheaders(m), 1);
+	ck_assert_int_eq(memcmp(mqd_msg_headers(m), hdrs, sizeof hdrs), 0);
+	ck_assert_int_eq(memcmp(mqd_msg_body(m), "xyz", 3), 0);
+	mqd_msg_free(m);
+
+	/* A PUBLISH's copy: the body is the tail of the shared payload. */
+	struct mqd_shared *sh = malloc(sizeof *sh + 10);
+	ck_assert_ptr_nonnull(sh);
+	atomic_init(&sh->refs, 1);
+	sh->len = 10;
+	memcpy(sh->data, "headbodyyy", 10);
+	m = mqd_msg_new_shared(hdrs, sizeof hdrs, 1, sh, 6);
+	ck_assert_ptr_nonnull(m);
+	ck_assert_ptr_eq(mqd_msg_shared(m), sh);
+	ck_assert_ptr_eq(mqd_msg_body(m), sh->data + 4);
+	ck_assert_uint_eq(mqd_msg_nheaders(m), 1);
+	ck_assert_uint_eq(atomic_load(&sh->refs), 2);
+	mqd_msg_free(m);
+	ck_assert_uint_eq(atomic_load(&sh->refs), 1);
+	mqd_shared_unref(sh);
+	ck_assert_uint_eq(mqd_msg_mem_used(), used);
+}
+END_TEST
+
+/* Lists link backward through tracks only: messages with one can still
+ * leave from anywhere, among messages without. */
+START_TEST(tracked_messages_leave_from_the_middle)
+{
+	struct mqd_queue *q = queue("t");
+	struct mqd_timers t;
+	struct mqd_msg *m[6];
+
+	mqd_timers_init(&t);
+	for (int i = 1; i <= 5; i++) {
+		m[i] = msg((uint64_t)i, 0, "x");
+		if (i % 2 == 0)
+			ck_assert_ptr_nonnull(mqd_track_get(&t, m[i]));
+		if (i == 4)
+			mqd_queue_push_head(q, m[i]);
+		else
+			mqd_queue_push_tail(q, m[i]);
+	}
+	/* Order: 4 1 2 3 5. */
+	ck_assert_ptr_eq(m[2]->track->queue, q);
+	mqd_queue_remove(q, m[2]);
+	mqd_timers_free_msg(&t, m[2]);
+	mqd_queue_remove(q, m[4]); /* the head */
+	mqd_timers_free_msg(&t, m[4]);
+	ck_assert_uint_eq(q->ready, 3);
+	ck_assert_uint_eq(pop_id(q), 1);
+	ck_assert_uint_eq(pop_id(q), 3);
+	ck_assert_uint_eq(pop_id(q), 5);
+	ck_assert_ptr_null(mqd_queue_pop(q));
+	ck_assert_uint_eq(t.nspare, 2); /* recycled, not freed */
+	mqd_queue_free(q, NULL);
+	mqd_timers_free(&t);
 }
 END_TEST
 
@@ -298,6 +383,8 @@ int main(void)
 	tcase_add_test(q, pop_lowest_takes_oldest_of_lowest_level);
 	tcase_add_test(q, purge_limits_and_emptiness);
 	tcase_add_test(q, consumers_round_robin_within_prefetch);
+	tcase_add_test(q, message_layout);
+	tcase_add_test(q, tracked_messages_leave_from_the_middle);
 	tcase_add_test(t, qtable_put_get_delete_iterate);
 	tcase_add_test(t, idmap_against_a_reference);
 	tcase_add_test(mb, mailbox_keeps_per_producer_order);

@@ -16,10 +16,14 @@
  *    pipelined.  Each `RESERVED <id> <#bytes>` job is received and then
  *    deleted (`delete <id>`, beanstalkd's acknowledgement; there is no
  *    at-most-once mode, so --auto-ack changes nothing), and a new reserve
- *    takes the place of the one answered.  Never asking for more than the
- *    run expects keeps a drained tube from holding a reserve in front of
- *    the last deletes, which would otherwise be lost with the connection
- *    and their jobs released back to the tube.
+ *    takes the place of the one answered.  A reserve waiting on a drained
+ *    tube holds the deletes behind it, which closing the connection then
+ *    loses, releasing their jobs back to the tube; so a consumer never asks
+ *    for more than its own tubes will get (counted before the start from
+ *    mqb_queue_for), or, when it shares tubes, than the run still expects.
+ *    A job that arrives after the run has everything (released so by
+ *    another consumer closing) is not counted, and setup empties the
+ *    run's tubes first, so such leftovers never reach a later run.
  *  - Replies come strictly in command order on a connection, and each kind
  *    of reply answers exactly one kind of command (INSERTED a put, USING a
  *    use, WATCHING a watch or ignore, DELETED a delete, RESERVED a
@@ -51,7 +55,6 @@
 #include "tools/bench/text.h"
 
 #define PUT_ARGS "1024 0 60"   /* priority, delay, time to run (s) */
-#define HANDSHAKE_MS 10000
 
 struct bconn {
 	struct mqb_role *r;
@@ -60,6 +63,7 @@ struct bconn {
 	uint64_t inserted, usings, watching, deleted;
 	uint64_t reserves;      /* reserves answered, with or without a job */
 	uint64_t jobs;          /* RESERVED */
+	uint64_t deletes;       /* deletes sent */
 	/* a RESERVED job; 0, or -1 after mqb_fail */
 	int (*on_job)(struct bconn *c, uint64_t id, const uint8_t *body,
 	              size_t len);
@@ -97,9 +101,9 @@ static int handle_line(struct bconn *c, const uint8_t *p, size_t n)
 		}
 	}
 	if (mqb_word_is(p, n, "JOB_TOO_BIG"))
-		return mqb_fail(c->r, "beanstalkd: JOB_TOO_BIG: %zu-byte bodies "
-		                "exceed the server's max job size (beanstalkd -z)",
-		                c->r->run->o.size);
+		return mqb_fail(c->r, "beanstalkd: JOB_TOO_BIG: %zu-byte "
+		                "bodies exceed the server's max job size "
+		                "(beanstalkd -z)", c->r->run->o.size);
 	/* BURIED, EXPECTED_CRLF, DRAINING, OUT_OF_MEMORY, BAD_FORMAT, ... */
 	return mqb_fail(c->r, "beanstalkd: %.*s", (int)(n > 80 ? 80 : n),
 	                (const char *)p);
@@ -147,13 +151,13 @@ static int drain(struct bconn *c)
 		if (mqb_bio_avail(b) < need)
 			break;
 		if (memcmp(p + n + 2 + bytes, "\r\n", 2) != 0)
-			return mqb_fail(c->r, "beanstalkd: job not followed by CRLF");
+			return mqb_fail(c->r, "beanstalkd: job without its CRLF");
 		/* the bytes stay put until the next read, so consume first */
 		mqb_bio_consume(b, need);
 		c->reserves++;
 		c->jobs++;
 		if (!c->on_job)
-			return mqb_fail(c->r, "beanstalkd: a job nobody reserved");
+			return mqb_fail(c->r, "beanstalkd: unasked-for job");
 		if (c->on_job(c, id, p + n + 2, (size_t)bytes) < 0)
 			return -1;
 	}
@@ -180,21 +184,21 @@ static int bs_open(struct bconn *c, struct mqb_role *r)
 
 static int flush(struct bconn *c)
 {
-	if (c->b.out.len && mqb_bio_flush(&c->b) < 0)
-		return mqb_fail(c->r, "beanstalkd: write: %s", c->b.err);
-	return 0;
+	return mqb_text_flush(c->r, &c->b, "beanstalkd");
 }
 
 /* Wait up to ms for input and handle it: 0, 1 when the read failed but the
  * role is over anyway, -1 after mqb_fail. */
 static int pump(struct bconn *c, int ms, bool over)
 {
-	if (mqb_bio_read(&c->b, ms) < 0) {
-		if (over || mqb_stopping(c->r->run))
-			return 1;
-		return mqb_fail(c->r, "beanstalkd: read: %s", c->b.err);
-	}
-	return drain(c);
+	int rc = mqb_text_read(c->r, &c->b, "beanstalkd", ms, over);
+
+	return rc == 0 ? drain(c) : rc;
+}
+
+static int pump_tick(void *c)
+{
+	return pump(c, MQB_BIO_TICK_MS, false);
 }
 
 /* Flush, then read until *counter reaches target: 0, 1 (run stopped),
@@ -202,18 +206,11 @@ static int pump(struct bconn *c, int ms, bool over)
 static int wait_for(struct bconn *c, const uint64_t *counter, uint64_t target,
                     const char *what)
 {
-	uint64_t deadline = mqb_now_ns() + (uint64_t)HANDSHAKE_MS * 1000000;
 	int rc = flush(c);
 
-	while (rc == 0 && *counter < target) {
-		if (mqb_stopping(c->r->run))
-			return 1;
-		if (mqb_now_ns() > deadline)
-			return mqb_fail(c->r, "beanstalkd: no %s within %d ms", what,
-			                HANDSHAKE_MS);
-		rc = pump(c, MQB_BIO_TICK_MS, false);
-	}
-	return rc;
+	return rc == 0 ? mqb_text_wait(c->r, "beanstalkd", pump_tick, c, counter,
+	                               target, what)
+	               : rc;
 }
 
 /* After `watch`es of n tubes: stop watching "default", wait for all. */
@@ -223,7 +220,7 @@ static int watch_done(struct bconn *c, unsigned n)
 	return wait_for(c, &c->watching, (uint64_t)n + 1, "WATCHING");
 }
 
-/* "put <pri> <delay> <ttr> <#bytes>\r\n" for bodies of len bytes; its length. */
+/* The put line for bodies of len bytes into buf; its length. */
 static size_t put_head(char *buf, size_t n, size_t len)
 {
 	int k = snprintf(buf, n, "put " PUT_ARGS " %zu\r\n", len);
@@ -240,7 +237,8 @@ static void put_job(struct bconn *c, const char *head, size_t hl,
 	uint8_t *p = mqb_buf_reserve(w, hl + prelen + size + 2);
 
 	memcpy(p, head, hl);
-	memcpy(p + hl, pre, prelen);
+	if (prelen)
+		memcpy(p + hl, pre, prelen);
 	mqb_make_body(c->r, p + hl + prelen);
 	memcpy(p + hl + prelen + size, "\r\n", 2);
 	w->len += hl + prelen + size + 2;
@@ -252,13 +250,13 @@ static void put_job(struct bconn *c, const char *head, size_t hl,
  * job back to the tube).  Only worth it when no reserve is in front of
  * them; a timeout here is not a failure.
  */
-static void settle(struct bconn *c, uint64_t deletes)
+static void settle(struct bconn *c)
 {
 	uint64_t deadline = mqb_now_ns() + 1000000000ull;
 
-	if (flush(c) != 0)
+	if (mqb_bio_flush(&c->b) < 0)
 		return;
-	while (c->deleted < deletes && mqb_now_ns() < deadline)
+	while (c->deleted < c->deletes && mqb_now_ns() < deadline)
 		if (mqb_bio_read(&c->b, MQB_BIO_TICK_MS) < 0 || drain(c) < 0)
 			return;
 }
@@ -272,6 +270,7 @@ static void arm(struct bconn *c, uint64_t *armed, uint64_t want)
 
 static void put_delete(struct bconn *c, uint64_t id)
 {
+	c->deletes++;
 	mqb_buf_puts(&c->b.out, "delete ");
 	mqb_put_dec(&c->b.out, id);
 	mqb_buf_puts(&c->b.out, "\r\n");
@@ -360,9 +359,17 @@ static int bs_produce(struct mqb_role *r)
 
 /* ---- consumer --------------------------------------------------------- */
 
+/*
+ * A job that comes once the run has everything can only be one another
+ * consumer received and then released by closing its connection with
+ * the delete still queued behind a waiting reserve: not counted, and not
+ * deleted either (the next run's setup clears the tube).
+ */
 static int got_job(struct bconn *c, uint64_t id, const uint8_t *body,
                    size_t len)
 {
+	if (mqb_receivers_done(c->r->run, c->r))
+		return 0;
 	mqb_received(c->r, body, len);
 	put_delete(c, id);
 	return 0;
@@ -382,7 +389,20 @@ static uint64_t reserves_wanted(const struct mqb_run *run, unsigned depth)
 	return left < depth ? left : depth;
 }
 
-static int consume_loop(struct bconn *c)
+/*
+ * Reserves to keep outstanding: `mine` is what the run puts into this
+ * consumer's own tubes (UINT64_MAX when it shares them), so with tubes of
+ * its own a consumer never has a reserve waiting on a drained tube.
+ */
+static uint64_t wanted(const struct bconn *c, uint64_t mine, unsigned depth)
+{
+	if (mine == UINT64_MAX)
+		return reserves_wanted(c->r->run, depth);
+	mine = c->jobs < mine ? mine - c->jobs : 0;
+	return mine < depth ? mine : depth;
+}
+
+static int consume_loop(struct bconn *c, uint64_t mine)
 {
 	struct mqb_role *r = c->r;
 	const struct mqb_run *run = r->run;
@@ -393,44 +413,62 @@ static int consume_loop(struct bconn *c)
 	while (rc == 0 && !mqb_receivers_done(run, r)) {
 		uint64_t before = c->reserves;
 
-		arm(c, &armed, reserves_wanted(run, depth));
+		arm(c, &armed, wanted(c, mine, depth));
 		rc = flush(c);
 		if (rc == 0)
 			rc = pump(c, MQB_BIO_TICK_MS, mqb_receivers_done(run, r));
 		armed -= c->reserves - before;
 	}
 	if (rc == 0 && armed == 0)
-		settle(c, c->jobs);
+		settle(c);
 	return rc;
 }
 
-/* Watch the consumer's tubes (and nothing else). */
-static int watch_queues(struct bconn *c)
+/* The jobs the run puts into the consumer's tubes qs (see wanted). */
+static int plan(struct bconn *c, const unsigned *qs, unsigned nq,
+                uint64_t *mine)
+{
+	uint64_t *left = calloc(nq, sizeof *left);
+	int excl = left ? mqb_plan(c->r, qs, nq, left) : -1;
+
+	*mine = UINT64_MAX;
+	if (excl == 1)
+		for (unsigned i = *mine = 0; i < nq; i++)
+			*mine += left[i];
+	free(left);
+	return excl < 0 ? mqb_fail(c->r, "out of memory") : 0;
+}
+
+/* Watch the consumer's tubes (and nothing else); plan its reserves. */
+static int watch_queues(struct bconn *c, uint64_t *mine)
 {
 	struct mqb_role *r = c->r;
 	unsigned nq, *qs = mqb_queue_list(r, &nq);
 	char name[256];
+	int rc;
 
 	if (!qs)
-		return mqb_fail(r, "no queues to consume from (or out of memory)");
+		return mqb_fail(r, "no queues to consume (or out of memory)");
 	for (unsigned i = 0; i < nq; i++) {
 		mqb_queue_name(r->run, qs[i], name, sizeof name);
 		mqb_buf_printf(&c->b.out, "watch %s\r\n", name);
 	}
+	rc = plan(c, qs, nq, mine);
 	free(qs);
-	return watch_done(c, nq);
+	return rc == 0 ? watch_done(c, nq) : rc;
 }
 
 static int bs_consume(struct mqb_role *r)
 {
 	struct bconn c;
+	uint64_t mine = UINT64_MAX;
 	int rc = bs_open(&c, r);
 
 	c.on_job = got_job;
 	if (rc == 0)
-		rc = watch_queues(&c);
+		rc = watch_queues(&c, &mine);
 	if (rc == 0)
-		rc = mqb_ready(r) ? consume_loop(&c) : 1;
+		rc = mqb_ready(r) ? consume_loop(&c, mine) : 1;
 	mqb_bio_close(&c.b);
 	return rc < 0 ? -1 : 0;
 }
@@ -493,7 +531,7 @@ static int request_loop(struct requester *q)
 	while (rc == 0 && !mqb_sender_done(r) && !mqb_stopping(r->run))
 		rc = request_pass(q, &inflight, &armed);
 	if (rc == 0 && armed == 0)
-		settle(&q->get, q->get.jobs);
+		settle(&q->get);
 	return rc;
 }
 
@@ -650,12 +688,219 @@ static int bs_idle(struct mqb_role *r)
 	return rc < 0 ? -1 : 0;
 }
 
+/* ---- setup ------------------------------------------------------------ */
+
+#define DRAIN_BATCH 1000
+
+/* A connection for setup, which has no role to fail. */
+struct sconn {
+	struct mqb_bio b;
+	uint64_t deadline;      /* pushed back whenever the drain progresses */
+	unsigned limit_ms;
+	char *err;
+	size_t errlen;
+};
+
+/*
+ * Which of the run's tubes `name` is: its index, or -1.  Pair and produce
+ * runs use "<prefix>.<q>" (index q); request runs "<prefix>.reply.<i>"
+ * (index i) and "<prefix>.rpc" (index producers).
+ */
+static long tube_index(const struct mqb_opts *o, const uint8_t *name, size_t n)
+{
+	size_t pl = strlen(o->prefix);
+	const uint8_t *s = name + pl + 1, *end = name + n;
+	bool rpc = o->mode == MQB_REQUEST;
+	uint64_t v;
+
+	if (n <= pl + 1 || memcmp(name, o->prefix, pl) != 0 || name[pl] != '.')
+		return -1;
+	if (rpc && end - s == 3 && memcmp(s, "rpc", 3) == 0)
+		return o->producers;
+	if (rpc) {
+		if (end - s <= 6 || memcmp(s, "reply.", 6) != 0)
+			return -1;
+		s += 6;
+	}
+	if ((end - s > 1 && *s == '0') ||   /* "bench.01" is not ours */
+	    mqb_parse_dec(s, end, &v) != (size_t)(end - s) ||
+	    v >= (rpc ? o->producers : o->queues))
+		return -1;
+	return (long)v;
+}
+
+/*
+ * Read one reply: its first line in *line (n bytes) and, for the replies
+ * that carry data (RESERVED, OK), the data in *body.  Both stay valid
+ * until the next read.  0, or -1 with s->err.
+ */
+static int s_reply(struct sconn *s, const uint8_t **line, size_t *n,
+                   const uint8_t **body, uint64_t *blen)
+{
+	for (;;) {
+		long ll = mqb_bio_line(&s->b);
+		const uint8_t *p = mqb_bio_data(&s->b);
+		size_t need;
+
+		*blen = 0;
+		if (ll >= 0 && (mqb_word_is(p, (size_t)ll, "RESERVED") ||
+		                mqb_word_is(p, (size_t)ll, "OK"))) {
+			const uint8_t *t = memrchr(p, ' ', (size_t)ll);
+
+			mqb_parse_dec(t + 1, p + ll, blen);
+		}
+		need = ll < 0 ? 0 : (size_t)ll + 2 + (*blen ? *blen + 2 : 0);
+		if (ll >= 0 && mqb_bio_avail(&s->b) >= need) {
+			*line = p;
+			*n = (size_t)ll;
+			*body = p + ll + 2;
+			mqb_bio_consume(&s->b, need);
+			return 0;
+		}
+		if (mqb_now_ns() > s->deadline) {
+			snprintf(s->err, s->errlen,
+			         "beanstalkd: no reply in %u ms", s->limit_ms);
+			return -1;
+		}
+		if (mqb_bio_read(&s->b, MQB_BIO_TICK_MS) < 0) {
+			snprintf(s->err, s->errlen, "beanstalkd: %s", s->b.err);
+			return -1;
+		}
+	}
+}
+
+static void tube_name(const struct mqb_run *run, long idx, char *buf,
+                      size_t n)
+{
+	const struct mqb_opts *o = &run->o;
+
+	if (o->mode != MQB_REQUEST)
+		mqb_queue_name(run, (unsigned)idx, buf, n);
+	else if (idx == (long)o->producers)
+		snprintf(buf, n, "%s.rpc", o->prefix);
+	else
+		snprintf(buf, n, "%s.reply.%ld", o->prefix, idx);
+}
+
+/* `watch` those of the run's tubes that exist (from list-tubes) and ignore
+ * "default"; how many were watched, or -1 with s->err. */
+static long watch_existing(struct sconn *s, const struct mqb_run *run)
+{
+	const uint8_t *line, *body, *p, *end;
+	size_t n;
+	uint64_t blen;
+	long watched = 0;
+	char name[256];
+
+	mqb_buf_puts(&s->b.out, "list-tubes\r\n");
+	if (mqb_bio_flush(&s->b) < 0 || s_reply(s, &line, &n, &body, &blen) < 0)
+		return -1;
+	/* a YAML list: "---\n- default\n- bench.0\n" */
+	for (p = body, end = body + blen; p < end; ) {
+		const uint8_t *nl = memchr(p, '\n', (size_t)(end - p));
+		const uint8_t *e = nl ? nl : end;
+		bool item = e - p > 2 && p[0] == '-' && p[1] == ' ';
+		long idx = item ? tube_index(&run->o, p + 2, (size_t)(e - p - 2))
+		                : -1;
+
+		if (idx >= 0) {
+			tube_name(run, idx, name, sizeof name);
+			mqb_buf_printf(&s->b.out, "watch %s\r\n", name);
+			watched++;
+		}
+		p = e + 1;
+	}
+	if (watched == 0)
+		return 0;
+	mqb_buf_puts(&s->b.out, "ignore default\r\n");
+	if (mqb_bio_flush(&s->b) < 0)
+		return -1;
+	for (long i = 0; i <= watched; i++)
+		if (s_reply(s, &line, &n, &body, &blen) < 0)
+			return -1;
+	return watched;
+}
+
+/*
+ * Reserve and delete, DRAIN_BATCH non-blocking reserves at a time, until
+ * a batch finds nothing.  The deletes of one batch go out in front of the
+ * next one's reserves, so their replies come first.
+ */
+static int drain_tubes(struct sconn *s)
+{
+	uint64_t deletes = 0, jobs;
+	const uint8_t *line, *body;
+	size_t n;
+	uint64_t blen, id;
+
+	do {
+		for (unsigned i = 0; i < DRAIN_BATCH; i++)
+			mqb_buf_puts(&s->b.out, "reserve-with-timeout 0\r\n");
+		if (mqb_bio_flush(&s->b) < 0)
+			return snprintf(s->err, s->errlen, "beanstalkd: %s",
+			                s->b.err), -1;
+		for (; deletes > 0; deletes--)
+			if (s_reply(s, &line, &n, &body, &blen) < 0)
+				return -1;
+		for (unsigned i = jobs = 0; i < DRAIN_BATCH; i++) {
+			if (s_reply(s, &line, &n, &body, &blen) < 0)
+				return -1;
+			if (!mqb_word_is(line, n, "RESERVED"))
+				continue;
+			mqb_parse_dec(line + sizeof "RESERVED", line + n, &id);
+			mqb_buf_puts(&s->b.out, "delete ");
+			mqb_put_dec(&s->b.out, id);
+			mqb_buf_puts(&s->b.out, "\r\n");
+			jobs++;
+		}
+		deletes = jobs;
+		s->deadline = mqb_now_ns() + (uint64_t)s->limit_ms * 1000000;
+	} while (jobs > 0);
+	return 0;
+}
+
+/*
+ * Empty the tubes a pair, produce or request run will fill, so jobs an
+ * earlier run left (or released when it closed) cannot count as this
+ * run's.  beanstalkd cannot drop a tube; a tube exists while it holds
+ * jobs or is watched, so only those list-tubes shows need draining.  A
+ * consume run keeps them: they are what it drains.
+ */
+static int bs_setup(struct mqb_run *run, char *err, size_t errlen)
+{
+	const struct mqb_opts *o = &run->o;
+	struct sconn s = { .err = err, .errlen = errlen };
+	long watched;
+	int rc = -1;
+
+	if (o->mode != MQB_PAIR && o->mode != MQB_PRODUCE &&
+	    o->mode != MQB_REQUEST)
+		return 0;
+	err[0] = '\0';
+	s.limit_ms = o->timeout_ms > MQB_TEXT_WAIT_MS ? o->timeout_ms
+	                                               : MQB_TEXT_WAIT_MS;
+	s.deadline = mqb_now_ns() + (uint64_t)s.limit_ms * 1000000;
+	if (mqb_bio_connect(&s.b, o) < 0) {
+		snprintf(err, errlen, "beanstalkd: connect: %s", s.b.err);
+		return -1;
+	}
+	watched = watch_existing(&s, run);
+	if (watched == 0)
+		rc = 0;
+	else if (watched > 0)
+		rc = drain_tubes(&s);
+	if (rc < 0 && !err[0])
+		snprintf(err, errlen, "beanstalkd: %s", s.b.err);
+	mqb_bio_close(&s.b);
+	return rc;
+}
+
 const struct mqb_driver mqb_driver_beanstalkd = {
 	.name = "beanstalkd",
 	.default_port = "11300",
 	.modes = 1u << MQB_PAIR | 1u << MQB_PRODUCE | 1u << MQB_CONSUME |
 	         1u << MQB_REQUEST | 1u << MQB_CONNECT,
-	.setup = NULL,
+	.setup = bs_setup,
 	.produce = bs_produce,
 	.consume = bs_consume,
 	.publish = NULL,

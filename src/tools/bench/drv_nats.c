@@ -49,8 +49,6 @@
 #include "tools/bench/text.h"
 
 #define GROUP "bench"
-/* How long the handshake and the subscription PING may take. */
-#define HANDSHAKE_MS 10000
 
 struct nmsg {
 	const uint8_t *subj;
@@ -189,42 +187,49 @@ static int drain(struct nconn *c)
 			break;
 		m.data = p + n + 2;
 		if (memcmp(m.data + m.len, "\r\n", 2) != 0)
-			return mqb_fail(c->r, "nats: MSG payload not followed by CRLF");
+			return mqb_fail(c->r, "nats: MSG without its CRLF");
 		/* the bytes stay put until the next read, so consume first */
 		mqb_bio_consume(b, need);
 		c->msgs++;
-		if (!c->on_msg || c->on_msg(c, &m) < 0)
-			return c->on_msg ? -1
-			                 : mqb_fail(c->r, "nats: MSG nobody asked for");
+		if (!c->on_msg)
+			return mqb_fail(c->r, "nats: MSG nobody asked for");
+		if (c->on_msg(c, &m) < 0)
+			return -1;
 	}
 	return 0;
 }
 
 /* ---- connection ------------------------------------------------------- */
 
-/*
- * Read and handle input until *counter reaches target.  0 when it did,
- * 1 when the run stopped meanwhile, -1 after mqb_fail.
- */
+static int flush(struct nconn *c)
+{
+	return mqb_text_flush(c->r, &c->b, "nats");
+}
+
+/* Wait up to ms for input and handle it: 0, 1 when the read failed but the
+ * role is over anyway, -1 after mqb_fail. */
+static int pump(struct nconn *c, int ms, bool over)
+{
+	int rc = mqb_text_read(c->r, &c->b, "nats", ms, over);
+
+	return rc == 0 ? drain(c) : rc;
+}
+
+static int pump_tick(void *c)
+{
+	return pump(c, MQB_BIO_TICK_MS, false);
+}
+
+/* Flush, then read until *counter reaches target: 0, 1 (run stopped),
+ * or -1 after mqb_fail. */
 static int wait_for(struct nconn *c, const uint64_t *counter, uint64_t target,
                     const char *what)
 {
-	uint64_t deadline = mqb_now_ns() + (uint64_t)HANDSHAKE_MS * 1000000;
+	int rc = flush(c);
 
-	while (*counter < target) {
-		if (mqb_stopping(c->r->run))
-			return 1;
-		if (mqb_now_ns() > deadline)
-			return mqb_fail(c->r, "nats: no %s within %d ms", what,
-			                HANDSHAKE_MS);
-		if (mqb_bio_read(&c->b, MQB_BIO_TICK_MS) < 0)
-			return mqb_fail(c->r, "nats: waiting for %s: %s", what,
-			                c->b.err);
-		if (drain(c) < 0 || mqb_bio_flush(&c->b) < 0)
-			return c->r->failed ? -1
-			                    : mqb_fail(c->r, "nats: %s", c->b.err);
-	}
-	return 0;
+	return rc == 0 ? mqb_text_wait(c->r, "nats", pump_tick, c, counter,
+	                               target, what)
+	               : rc;
 }
 
 /* A JSON string, escaped (user names and passwords are the caller's). */
@@ -285,8 +290,6 @@ static int nats_open(struct nconn *c, struct mqb_role *r, size_t need)
 		                "max_payload of %llu", need,
 		                (unsigned long long)c->max_payload);
 	put_connect(c);
-	if (mqb_bio_flush(&c->b) < 0)
-		return mqb_fail(r, "nats: %s", c->b.err);
 	rc = wait_for(c, &c->pongs, 1, "PONG after CONNECT");
 	c->pongs = 0;
 	return rc;
@@ -298,32 +301,9 @@ static int sync_subs(struct nconn *c)
 	int rc;
 
 	mqb_buf_puts(&c->b.out, "PING\r\n");
-	if (mqb_bio_flush(&c->b) < 0)
-		return mqb_fail(c->r, "nats: %s", c->b.err);
 	rc = wait_for(c, &c->pongs, 1, "PONG after SUB");
 	c->pongs = 0;
 	return rc;
-}
-
-static int flush(struct nconn *c)
-{
-	if (c->b.out.len && mqb_bio_flush(&c->b) < 0)
-		return mqb_fail(c->r, "nats: write: %s", c->b.err);
-	return 0;
-}
-
-/*
- * Wait up to ms for input and handle it.  0, 1 when the read failed
- * because the role is over anyway (over() says so), -1 after mqb_fail.
- */
-static int pump(struct nconn *c, int ms, bool over)
-{
-	if (mqb_bio_read(&c->b, ms) < 0) {
-		if (over || mqb_stopping(c->r->run))
-			return 1;
-		return mqb_fail(c->r, "nats: read: %s", c->b.err);
-	}
-	return drain(c);
 }
 
 /* Encode a PUB whose head ("PUB <subject> [reply] <#bytes>\r\n") is
@@ -387,8 +367,8 @@ static int put_pubs(struct nconn *c, const struct mqb_strtab *heads,
 
 	for (uint64_t i = 0; i < n; i++) {
 		size_t hl;
-		const char *h = mqb_strtab_get(heads,
-		                               mqb_queue_for(r, r->next_seq), &hl);
+		unsigned q = mqb_queue_for(r, r->next_seq);
+		const char *h = mqb_strtab_get(heads, q, &hl);
 
 		put_pub(c, h, hl);
 		(*inflight)++;
@@ -471,7 +451,7 @@ static int put_subs(struct nconn *c, const char *group)
 	char name[256];
 
 	if (!qs)
-		return mqb_fail(r, "no queues to subscribe to (or out of memory)");
+		return mqb_fail(r, "no subjects (or out of memory)");
 	if (nq == run->o.queues && nq > 1) {
 		mqb_buf_printf(w, "SUB %s.*%s%s 1\r\n", run->o.prefix,
 		               group ? " " : "", group ? group : "");
@@ -479,7 +459,8 @@ static int put_subs(struct nconn *c, const char *group)
 		for (unsigned i = 0; i < nq; i++) {
 			mqb_queue_name(run, qs[i], name, sizeof name);
 			mqb_buf_printf(w, "SUB %s%s%s %u\r\n", name,
-			               group ? " " : "", group ? group : "", i + 1);
+			               group ? " " : "", group ? group : "",
+			               i + 1);
 		}
 	}
 	free(qs);

@@ -37,7 +37,6 @@
  *  - --user / --password become AUTH.
  */
 
-#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -48,7 +47,6 @@
 #include "tools/bench/bio.h"
 #include "tools/bench/text.h"
 
-#define HANDSHAKE_MS 10000
 #define DEL_BATCH 1000        /* keys per DEL in setup */
 #define SUB_BATCH 1000        /* channels per SUBSCRIBE */
 #define MAX_ELEMS 4           /* the widest reply we read is *3 */
@@ -243,21 +241,21 @@ static int drain(struct rconn *c)
 
 static int flush(struct rconn *c)
 {
-	if (c->b.out.len && mqb_bio_flush(&c->b) < 0)
-		return mqb_fail(c->r, "redis: write: %s", c->b.err);
-	return 0;
+	return mqb_text_flush(c->r, &c->b, "redis");
 }
 
 /* Wait up to ms for input and handle it: 0, 1 when the read failed but the
  * role is over anyway, -1 after mqb_fail. */
 static int pump(struct rconn *c, int ms, bool over)
 {
-	if (mqb_bio_read(&c->b, ms) < 0) {
-		if (over || mqb_stopping(c->r->run))
-			return 1;
-		return mqb_fail(c->r, "redis: read: %s", c->b.err);
-	}
-	return drain(c);
+	int rc = mqb_text_read(c->r, &c->b, "redis", ms, over);
+
+	return rc == 0 ? drain(c) : rc;
+}
+
+static int pump_tick(void *c)
+{
+	return pump(c, MQB_BIO_TICK_MS, false);
 }
 
 /* Flush, then read until *counter reaches target: 0, 1 (run stopped),
@@ -265,18 +263,11 @@ static int pump(struct rconn *c, int ms, bool over)
 static int wait_for(struct rconn *c, const uint64_t *counter, uint64_t target,
                     const char *what)
 {
-	uint64_t deadline = mqb_now_ns() + (uint64_t)HANDSHAKE_MS * 1000000;
 	int rc = flush(c);
 
-	while (rc == 0 && *counter < target) {
-		if (mqb_stopping(c->r->run))
-			return 1;
-		if (mqb_now_ns() > deadline)
-			return mqb_fail(c->r, "redis: no %s within %d ms", what,
-			                HANDSHAKE_MS);
-		rc = pump(c, MQB_BIO_TICK_MS, false);
-	}
-	return rc;
+	return rc == 0 ? mqb_text_wait(c->r, "redis", pump_tick, c, counter,
+	                               target, what)
+	               : rc;
 }
 
 /* AUTH when a password is given. */
@@ -315,7 +306,8 @@ static void put_body_cmd(struct rconn *c, const char *head, size_t hl,
 	uint8_t *p = mqb_buf_reserve(w, hl + prelen + size + 2);
 
 	memcpy(p, head, hl);
-	memcpy(p + hl, pre, prelen);
+	if (prelen)
+		memcpy(p + hl, pre, prelen);
 	mqb_make_body(c->r, p + hl + prelen);
 	memcpy(p + hl + prelen + size, "\r\n", 2);
 	w->len += hl + prelen + size + 2;
@@ -351,9 +343,8 @@ static int send_loop(struct rconn *c, const struct mqb_strtab *heads)
 		}
 		for (uint64_t i = 0; i < n; i++) {
 			size_t hl;
-			const char *h = mqb_strtab_get(heads,
-			                               mqb_queue_for(r, r->next_seq),
-			                               &hl);
+			unsigned q = mqb_queue_for(r, r->next_seq);
+			const char *h = mqb_strtab_get(heads, q, &hl);
 
 			put_body_cmd(c, h, hl, NULL, 0);
 		}
@@ -414,38 +405,16 @@ struct consumer {
 };
 
 /*
- * Count what the run's producers will push into each of the consumer's
- * lists, from the same mqb_queue_for they use.  Lists are not shared when
- * a consumer has several (mqb_consumer_queues gives each list to one
- * consumer then), so this is exactly what it may pop from each.
+ * A consumer of several lists pops each only as often as the run pushes
+ * into it.  Lists are not shared when a consumer has several
+ * (mqb_consumer_queues gives each to one consumer then); if they were,
+ * the loop would still end, when the run has everything.
  */
 static int plan(struct consumer *k, const unsigned *qs)
 {
-	struct mqb_run *run = k->c.r->run;
-	unsigned *pos = malloc((size_t)run->o.queues * sizeof *pos);
-	struct mqb_role *p = calloc(1, sizeof *p);
-
 	k->left = calloc(k->n, sizeof *k->left);
-	if (!pos || !p || !k->left) {
-		free(pos);
-		free(p);
+	if (!k->left || mqb_plan(k->c.r, qs, k->n, k->left) < 0)
 		return mqb_fail(k->c.r, "out of memory");
-	}
-	memset(pos, 0xff, (size_t)run->o.queues * sizeof *pos);
-	for (unsigned i = 0; i < k->n; i++)
-		pos[qs[i]] = i;
-	p->run = run;
-	p->sender = true;
-	for (p->id = 0; p->id < run->o.producers; p->id++) {
-		for (uint64_t seq = 0; seq < run->o.count; seq++) {
-			unsigned i = pos[mqb_queue_for(p, seq)];
-
-			if (i != UINT_MAX)
-				k->left[i]++;
-		}
-	}
-	free(pos);
-	free(p);
 	return 0;
 }
 
@@ -530,7 +499,7 @@ static int consumer_open(struct consumer *k, struct mqb_role *r)
 	int rc = 0;
 
 	if (!qs)
-		return mqb_fail(r, "no queues to consume from (or out of memory)");
+		return mqb_fail(r, "no queues to consume (or out of memory)");
 	for (unsigned i = 0; rc == 0 && i < k->n; i++) {
 		mqb_queue_name(r->run, qs[i], name, sizeof name);
 		if (add_blpop(&k->pops, name) < 0)
@@ -588,7 +557,7 @@ static int subscribe_all(struct rconn *c)
 	char name[256];
 
 	if (!qs)
-		return mqb_fail(r, "no channels to subscribe to (or out of memory)");
+		return mqb_fail(r, "no channels (or out of memory)");
 	for (unsigned i = 0; i < nq; i += SUB_BATCH) {
 		unsigned k = nq - i < SUB_BATCH ? nq - i : SUB_BATCH;
 
@@ -845,9 +814,11 @@ static size_t put_dels(const struct mqb_run *run, struct mqb_buf *w)
 			if (!rpc)
 				mqb_queue_name(run, j, name, sizeof name);
 			else if (j == o->producers)
-				snprintf(name, sizeof name, "%s.rpc", o->prefix);
+				snprintf(name, sizeof name, "%s.rpc",
+				         o->prefix);
 			else
-				snprintf(name, sizeof name, "%s.reply.%u", o->prefix, j);
+				snprintf(name, sizeof name, "%s.reply.%u",
+				         o->prefix, j);
 			put_bulk(w, name, strlen(name));
 		}
 		dels++;
@@ -872,8 +843,8 @@ static int await_replies(struct mqb_bio *b, size_t n, unsigned limit_ms,
 			snprintf(err, errlen, "redis: %s", b->err);
 			return -1;
 		}
-		while (n > 0 &&
-		       (k = parse_reply(mqb_bio_data(b), mqb_bio_avail(b), &m)) > 0) {
+		while (n > 0 && (k = parse_reply(mqb_bio_data(b),
+		                                 mqb_bio_avail(b), &m)) > 0) {
 			mqb_bio_consume(b, (size_t)k);
 			if (m.top.type == '-') {
 				snprintf(err, errlen, "redis: %.*s",
@@ -913,7 +884,7 @@ static int redis_setup(struct mqb_run *run, char *err, size_t errlen)
 		snprintf(err, errlen, "redis: %s", b.err);
 	else
 		rc = await_replies(&b, n, o->timeout_ms ? o->timeout_ms
-		                                         : HANDSHAKE_MS,
+		                                         : MQB_TEXT_WAIT_MS,
 		                   err, errlen);
 	mqb_bio_close(&b);
 	return rc;

@@ -8,12 +8,48 @@
  * FIFOs have grown to the window.
  */
 
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "tools/bench/text.h"
+
+int mqb_text_flush(struct mqb_role *r, struct mqb_bio *b, const char *sys)
+{
+	if (b->out.len && mqb_bio_flush(b) < 0)
+		return mqb_fail(r, "%s: write: %s", sys, b->err);
+	return 0;
+}
+
+int mqb_text_read(struct mqb_role *r, struct mqb_bio *b, const char *sys,
+                  int ms, bool over)
+{
+	if (mqb_bio_read(b, ms) >= 0)
+		return 0;
+	if (over || mqb_stopping(r->run))
+		return 1;
+	return mqb_fail(r, "%s: read: %s", sys, b->err);
+}
+
+int mqb_text_wait(struct mqb_role *r, const char *sys, int (*pump)(void *),
+                  void *arg, const uint64_t *counter, uint64_t target,
+                  const char *what)
+{
+	uint64_t deadline = mqb_now_ns() + (uint64_t)MQB_TEXT_WAIT_MS * 1000000;
+	int rc = 0;
+
+	while (rc == 0 && *counter < target) {
+		if (mqb_stopping(r->run))
+			return 1;
+		if (mqb_now_ns() > deadline)
+			return mqb_fail(r, "%s: no %s within %d ms", sys, what,
+			                MQB_TEXT_WAIT_MS);
+		rc = pump(arg);
+	}
+	return rc;
+}
 
 void mqb_put_dec(struct mqb_buf *w, uint64_t v)
 {
@@ -141,6 +177,60 @@ unsigned *mqb_queue_list(const struct mqb_role *r, unsigned *n)
 	return l.v;
 }
 
+/* ---- a consumer's share of the messages ---- */
+
+struct shared {
+	const unsigned *pos;    /* queue -> index in the plan, or UINT_MAX */
+	bool hit;
+};
+
+static void note_shared(void *arg, unsigned q)
+{
+	struct shared *s = arg;
+
+	if (s->pos[q] != UINT_MAX)
+		s->hit = true;
+}
+
+int mqb_plan(const struct mqb_role *r, const unsigned *qs, unsigned nq,
+             uint64_t *left)
+{
+	struct mqb_run *run = r->run;
+	unsigned *pos = malloc((size_t)run->o.queues * sizeof *pos);
+	/* stand-ins for the other roles: the core's mapping functions only
+	 * look at a role's run and id */
+	struct mqb_role *o = calloc(1, sizeof *o);
+	struct shared sh = { .pos = pos, .hit = false };
+
+	if (!pos || !o) {
+		free(pos);
+		free(o);
+		return -1;
+	}
+	memset(pos, 0xff, (size_t)run->o.queues * sizeof *pos);
+	for (unsigned i = 0; i < nq; i++) {
+		pos[qs[i]] = i;
+		left[i] = 0;
+	}
+	o->run = run;
+	o->sender = true;
+	for (o->id = 0; o->id < run->o.producers; o->id++) {
+		for (uint64_t seq = 0; seq < run->o.count; seq++) {
+			unsigned i = pos[mqb_queue_for(o, seq)];
+
+			if (i != UINT_MAX)
+				left[i]++;
+		}
+	}
+	o->sender = false;
+	for (o->id = 0; o->id < run->o.consumers && !sh.hit; o->id++)
+		if (o->id != r->id)
+			mqb_consumer_queues(o, note_shared, &sh);
+	free(pos);
+	free(o);
+	return sh.hit ? 0 : 1;
+}
+
 /* ---- FIFO ---- */
 
 int mqb_fifo_push(struct mqb_fifo *f, uint64_t x)
@@ -204,11 +294,4 @@ bool mqb_rpc_split(const uint8_t *p, size_t len, const uint8_t **name,
 	*body = p + 2 + n;
 	*bodylen = len - 2 - n;
 	return true;
-}
-
-bool mqb_word_is(const uint8_t *p, size_t n, const char *w)
-{
-	size_t k = strlen(w);
-
-	return n >= k && memcmp(p, w, k) == 0 && (n == k || p[k] == ' ');
 }

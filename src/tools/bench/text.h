@@ -14,9 +14,32 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "tools/bench/bench.h"
 #include "tools/bench/bio.h"
+
+/*
+ * Connection plumbing.  sys names the system in error messages.
+ */
+/* Write out whatever is pending: 0, or -1 after mqb_fail. */
+int mqb_text_flush(struct mqb_role *r, struct mqb_bio *b, const char *sys);
+/*
+ * Read, waiting at most ms: 0 (whatever came, maybe nothing), 1 when the
+ * read failed but the role is over anyway (over, or the run stopping),
+ * -1 after mqb_fail.
+ */
+int mqb_text_read(struct mqb_role *r, struct mqb_bio *b, const char *sys,
+                  int ms, bool over);
+/*
+ * Handshakes: call pump(arg), which reads and handles input, until
+ * *counter reaches target, for at most MQB_TEXT_WAIT_MS.  0, 1 when the
+ * run stopped meanwhile, -1 after mqb_fail.
+ */
+#define MQB_TEXT_WAIT_MS 10000
+int mqb_text_wait(struct mqb_role *r, const char *sys, int (*pump)(void *),
+                  void *arg, const uint64_t *counter, uint64_t target,
+                  const char *what);
 
 /* Append v in decimal. */
 void mqb_put_dec(struct mqb_buf *w, uint64_t v);
@@ -53,6 +76,16 @@ void mqb_strtab_free(struct mqb_strtab *t);
  */
 unsigned *mqb_queue_list(const struct mqb_role *r, unsigned *n);
 
+/*
+ * What consumer r will get from each of its queues qs[0..nq): left[i] is
+ * how many messages the run's producers send to qs[i], counted with the
+ * same mqb_queue_for they use (O(producers x count)).  Returns 1 when no
+ * other consumer serves any of these queues, so left[] is exactly what r
+ * will receive; 0 when some are shared; -1 when memory runs out.
+ */
+int mqb_plan(const struct mqb_role *r, const unsigned *qs, unsigned nq,
+             uint64_t *left) __attribute__((warn_unused_result));
+
 /* A growing ring of numbers: batch sizes, job ids, kinds of command. */
 struct mqb_fifo {
 	uint64_t *v;
@@ -85,7 +118,13 @@ static inline unsigned mqb_depth(unsigned v)
 	return v ? v : 1;
 }
 
-/* Does the line [p, p+n) start with the word w (followed by end or ' ')? */
-bool mqb_word_is(const uint8_t *p, size_t n, const char *w);
+/* Does the line [p, p+n) start with the word w (followed by end or ' ')?
+ * Inline, so the length of a literal w folds away on the hot paths. */
+static inline bool mqb_word_is(const uint8_t *p, size_t n, const char *w)
+{
+	size_t k = strlen(w);
+
+	return n >= k && memcmp(p, w, k) == 0 && (n == k || p[k] == ' ');
+}
 
 #endif
