@@ -5,16 +5,16 @@
  *
  * A message is in exactly one place, named by its state: a queue's ready
  * level (READY), a queue's delayed list (DELAYED), or a holder's held list
- * (HELD), linked through next/prev; LOOSE while it moves between them.
- * Only the owning worker touches it.
+ * (HELD), linked through next (and its track's prev, below); LOOSE while
+ * it moves between them.  Only the owning worker touches it.
  *
  * Size.  A backlog is mostly messages, so the fields before data[] take
  * 36 bytes: with a 100-byte body and malloc's 8-byte header, one 144-byte
  * chunk.  What only some messages need lives elsewhere:
  *  - a message with a deadline (TTL, delay, ack timeout), a holder, or
- *    delivered before, gets a struct mqd_track from its owner (see
- *    timers.h): its queue, holder, consumer, expiry, heap slot, attempts,
- *    and its back link;
+ *    delivered before, gets a struct mqd_track from its owner (attached
+ *    and recycled by timers.h): its queue, holder, consumer, expiry, heap
+ *    slot, attempts, and its back link;
  *  - lists are linked forward through next, and backward through the
  *    track: only a message with a track is ever taken out of the middle of
  *    a list (expiry, end of delay, ACK), the others leave from the head;
@@ -26,8 +26,8 @@
  * u32 length of the raw headers and the headers (HAS_HEADERS), the body
  * (not SHARED).
  *
- * Memory accounting: every message's allocation is counted in one
- * process-wide atomic; with a limit set, a new message that would cross it
+ * Memory accounting: every message's allocation (and track) is counted in
+ * one process-wide atomic; with a limit set, a new message that would cross it
  * is refused (errno ENOBUFS) before anything is stored.
  */
 #ifndef MQD_MESSAGE_H

@@ -286,7 +286,8 @@ static void remove_waiter(struct mqd_worker *w, struct mqd_req *r)
 }
 
 /* A message taken for delivery that could not be delivered goes back
- * where it was: the head of its level. */
+ * where it was: the head of its level, its delivery (attempts) uncounted
+ * (held meanwhile, its track may have counted it). */
 static void put_back(struct mqd_worker *w, struct mqd_queue *q,
                      struct mqd_msg *m, uint16_t attempts)
 {
@@ -294,6 +295,8 @@ static void put_back(struct mqd_worker *w, struct mqd_queue *q,
 	w->delivered--;
 	if (attempts > 1)
 		q->stats.redelivered--;
+	if (m->track != NULL)
+		m->track->attempts = (uint16_t)(attempts - 1);
 	if (mqd_policy_enqueue(w, q, m, true) < 0)
 		mqd_queue_push_head(q, m); /* expiry checked when taken */
 }
