@@ -2,6 +2,7 @@
 # bench/compare.sh: mqd side by side with Redis, NATS and beanstalkd.
 #
 #   bench/compare.sh [--runs N] [--quick] [--out DIR] [--only a,b,...]
+#                    [--mqd-workers N]
 #
 # Installs what is missing (apt, as root), builds mq-bench and mqd if they
 # are not built, starts redis-server (no persistence), nats-server,
@@ -21,8 +22,10 @@
 # memory: what an empty queue, an idle connection and a queued 100-byte
 # message cost.  Every server is stopped by its PID on exit.
 #
-# MQ_BENCH and MQD name other binaries; the raw results (JSON lines) are
-# kept in --out (default: a temporary directory, printed at the end).
+# mqd runs with its default configuration (one worker per CPU) unless
+# --mqd-workers says otherwise.  MQ_BENCH and MQD name other binaries; the
+# raw results (JSON lines) are kept in --out (default: a temporary
+# directory, printed at the end).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,12 +33,14 @@ runs=3
 quick=0
 only="a,b,c,d,e,mem"
 out=""
+mqd_workers=""
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--runs) runs=$2; shift 2 ;;
 	--quick) quick=1; shift ;;
 	--out) out=$2; shift 2 ;;
 	--only) only=$2; shift 2 ;;
+	--mqd-workers) mqd_workers=$2; shift 2 ;;
 	-h | --help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 	*) echo "compare.sh: unknown option $1" >&2; exit 2 ;;
 	esac
@@ -127,6 +132,7 @@ listen = 127.0.0.1:${port[mqd]}
 control_socket = $out/mqd.sock
 log_level = warn
 EOF
+	[ -n "$mqd_workers" ] && echo "workers = $mqd_workers" >>"$out/mqd.conf"
 	"$MQD" -c "$out/mqd.conf" >"$out/mqd.log" 2>&1 &
 	pid_of[mqd]=$!
 	pids+=("$!")
@@ -406,6 +412,7 @@ EOF
 
 {
 	echo "mqd compare: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, $(uname -r)"
+	echo "  mqd workers: ${mqd_workers:-default (one per CPU)}"
 	echo "  mqd $("$MQD" -V 2>&1 | head -n 1 | awk '{print $NF}'), $(redis-server --version | awk '{print $1, $2, $3}'),"
 	echo "  nats-server $(nats-server --version 2>&1 | awk '{print $NF}'), beanstalkd $(beanstalkd -v 2>&1 | awk '{print $NF}')"
 	table

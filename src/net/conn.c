@@ -602,6 +602,22 @@ static void write_cb(struct bufferevent *bev, void *arg)
 	output_drained(c);
 }
 
+/*
+ * Write what the output buffer holds, as far as the socket takes it.  A
+ * socket bufferevent keeps the start of its output buffer frozen (only it
+ * may remove data); it thaws it around its own writes the same way.
+ */
+static int write_out(struct mqd_conn *c)
+{
+	struct evbuffer *out = out_buf(c);
+	int rc;
+
+	evbuffer_unfreeze(out, 1);
+	rc = evbuffer_write(out, bufferevent_getfd(c->bev));
+	evbuffer_freeze(out, 1);
+	return rc;
+}
+
 /* Output was added: write it at the end of this pass (direct_write). */
 static void out_added_cb(struct evbuffer *buf,
                          const struct evbuffer_cb_info *info, void *arg)
@@ -631,7 +647,7 @@ void mqd_conn_write_pending(struct mqd_worker *w)
 		if (c->bev == NULL || (bufferevent_get_enabled(c->bev) & EV_WRITE))
 			continue;
 		struct evbuffer *out = out_buf(c);
-		int rc = evbuffer_write(out, bufferevent_getfd(c->bev));
+		int rc = write_out(c);
 		if (rc < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
 		    errno != EINTR) {
 			/* The bufferevent meets the error and reports it. */
@@ -884,7 +900,7 @@ void mqd_conn_shutdown(struct mqd_conn *c)
 		/* One non-blocking attempt: shutdown does not wait for slow
 		 * readers. */
 		evbuffer_add(out_buf(c), b.data, b.len);
-		evbuffer_write(out_buf(c), bufferevent_getfd(c->bev));
+		(void)write_out(c);
 	}
 	mqd_wbuf_free(&b);
 	close_now(c);

@@ -168,10 +168,10 @@ static int split_server(const char *s, char **host, char **port,
 		const char *close = strchr(s, ']');
 		if (close == NULL)
 			return bad("--server", s, "missing ']'");
-		*host = strndup(s + 1, (size_t)(close - s - 1));
 		colon = close[1] == ':' ? close + 1 : NULL;
 		if (close[1] && !colon)
 			return bad("--server", s, "expected ':' after ']'");
+		*host = strndup(s + 1, (size_t)(close - s - 1));
 	} else {
 		colon = strrchr(s, ':');
 		hl = colon ? (size_t)(colon - s) : strlen(s);
@@ -333,7 +333,9 @@ static void *role_main(void *arg)
 	case MQB_REQUEST: fn = r->sender ? d->request : d->respond; break;
 	case MQB_CONNECT: fn = d->idle; break;
 	}
-	if (fn(r) < 0 && !r->failed)
+	/* A role that gave up because the run stopped (another role failed,
+	 * a signal) did not fail itself. */
+	if (fn(r) < 0 && !r->failed && !mqb_stopping(r->run))
 		mqb_fail(r, "failed");
 	r->finished = true;
 	return NULL;
@@ -379,6 +381,25 @@ static int init_run(struct mqb_run *run, const struct mqb_opts *o)
 		}
 	}
 	return 0;
+}
+
+/* Everything init_run and parse_args allocated (nalloc roles). */
+static void free_run(struct mqb_run *run, unsigned nalloc)
+{
+	for (unsigned i = 0; run->roles && i < nalloc; i++) {
+		if (run->roles[i].own) {
+			mqb_check_free(run->roles[i].own);
+			free(run->roles[i].own);
+		}
+	}
+	free(run->roles);
+	run->roles = NULL;
+	mqb_check_free(&run->check);
+	pthread_mutex_destroy(&run->lag_mu);
+	pthread_cond_destroy(&run->lag_cv);
+	pthread_cond_destroy(&run->ready_cv);
+	free((char *)run->o.host);
+	free((char *)run->o.port);
 }
 
 static bool all_finished(const struct mqb_run *run, bool senders_only)
@@ -469,8 +490,10 @@ static void collect(struct mqb_run *run, struct result *res)
 		res->damaged = run->check.damaged;
 	}
 	uint64_t ts = atomic_load(&run->t_sent_ns), tr = atomic_load(&run->t_recv_ns);
+	uint64_t tf = atomic_load(&run->t_first_ns);
+	uint64_t t0_out = tf && tf < t0 ? tf : t0; /* consume: may start early */
 	res->t_in = t0 && ts > t0 ? (double)(ts - t0) / 1e9 : 0;
-	res->t_out = t0 && tr > t0 ? (double)(tr - t0) / 1e9 : 0;
+	res->t_out = t0_out && tr > t0_out ? (double)(tr - t0_out) / 1e9 : 0;
 }
 
 static double rate(uint64_t n, double secs)
@@ -573,8 +596,11 @@ int main(int argc, char **argv)
 	char err[512] = "";
 	int rc = parse_args(argc, argv, &o, &duration_ms);
 
-	if (rc != 0)
+	if (rc != 0) {
+		free((char *)o.host);
+		free((char *)o.port);
 		return rc > 0 ? 0 : EXIT_USAGE;
+	}
 	struct sigaction sa = {.sa_handler = on_signal};
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
@@ -582,10 +608,13 @@ int main(int argc, char **argv)
 	if (init_run(&run, &o) < 0) {
 		fprintf(stderr, "mq-bench: out of memory for %" PRIu64 " messages\n",
 		        o.count);
+		free_run(&run, run.nroles);
 		return EXIT_BAD;
 	}
+	unsigned nalloc = run.nroles;
 	if (run.drv->setup && run.drv->setup(&run, err, sizeof err) < 0) {
 		fprintf(stderr, "mq-bench: set-up: %s\n", err);
+		free_run(&run, nalloc);
 		return EXIT_BAD;
 	}
 	for (unsigned i = 0; i < run.nroles; i++) {
@@ -620,5 +649,6 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mq-bench: interrupted\n");
 	bool ok = !res.failed && !res.stalled && !res.lost && !res.dups &&
 	          !res.damaged && (!interrupted || o.mode == MQB_CONNECT);
+	free_run(&run, nalloc);
 	return ok ? 0 : EXIT_BAD;
 }

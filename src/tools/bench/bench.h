@@ -118,6 +118,8 @@ struct mqb_run {
 	uint64_t t_start_ns;
 	_Atomic uint64_t t_sent_ns;      /* last send confirmed */
 	_Atomic uint64_t t_recv_ns;      /* last body received */
+	_Atomic uint64_t t_first_ns;     /* first body received (consume mode:
+	                                  * may be before the start) */
 };
 
 struct mqb_driver {

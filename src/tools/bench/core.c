@@ -151,6 +151,10 @@ void mqb_received(struct mqb_role *r, const uint8_t *body, size_t len)
 	struct mqb_check *c = r->own ? r->own : &run->check;
 	uint64_t sent_ns = 0;
 
+	/* Everything arrived: what still comes is a redelivery of messages a
+	 * finished consumer held when it closed, which at-least-once allows. */
+	if (mqb_receivers_done(run, r))
+		return;
 	if (mqb_body_check(c, body, len, &sent_ns) != MQB_BODY_OK)
 		return; /* counted in c; the run stalls and reports it */
 	uint64_t now = mqb_now_ns();
@@ -161,6 +165,8 @@ void mqb_received(struct mqb_role *r, const uint8_t *body, size_t len)
 	atomic_fetch_add_explicit(&run->recv_total, 1, memory_order_relaxed);
 	atomic_store_explicit(&run->progress_ns, now, memory_order_relaxed);
 	atomic_store_explicit(&run->t_recv_ns, now, memory_order_relaxed);
+	uint64_t zero = 0;
+	atomic_compare_exchange_strong(&run->t_first_ns, &zero, now);
 	if (atomic_load_explicit(&run->lag_waiters, memory_order_relaxed) > 0) {
 		pthread_mutex_lock(&run->lag_mu);
 		pthread_cond_broadcast(&run->lag_cv);

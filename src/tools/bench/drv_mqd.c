@@ -433,6 +433,33 @@ static int receiver_frames(struct mconn *c, struct acks *acks,
 	return rc;
 }
 
+/*
+ * The run is complete: acknowledge what the last read brought and wait for
+ * the PONG behind the ACK (replies keep their order), so nothing this
+ * consumer received goes back to the queue when it closes and is
+ * delivered again to a consumer still reading.  Bounded by one second;
+ * deliveries that still come are not counted.
+ */
+static void last_acks(struct mconn *c, struct acks *acks)
+{
+	struct mqd_frame f;
+	uint64_t deadline = mqb_now_ns() + 1000000000u;
+
+	enc_ack(&c->b.out, acks->ids, acks->len);
+	acks->len = 0;
+	(void)frame(&c->b.out, 0, MQD_OP_PING, 0, 0);
+	if (mqb_bio_flush(&c->b) < 0)
+		return;
+	while (mqb_now_ns() < deadline) {
+		int rc;
+		while ((rc = next_frame(c, &f)) == 1)
+			if (f.op == MQD_OP_PONG)
+				return;
+		if (rc < 0 || mqb_bio_read(&c->b, MQB_BIO_TICK_MS) < 0)
+			return;
+	}
+}
+
 static int receive_loop(struct mconn *c, uint8_t op)
 {
 	struct mqb_role *r = c->r;
@@ -473,6 +500,8 @@ static int receive_loop(struct mconn *c, uint8_t op)
 	}
 	if (mqb_receivers_done(r->run, r) && !r->failed)
 		rc = 0; /* the server may close on us once everything arrived */
+	if (rc == 0 && acks.len > 0)
+		last_acks(c, &acks);
 	free(acks.ids);
 	return rc;
 }
