@@ -94,6 +94,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# The memory check holds 2,000 connections: mq-bench and mqd need the fds.
+ulimit -n 8192 2>/dev/null || true
+
 free_port() {
 	local p
 	for p in $(shuf -i 20000-60000 -n 100); do
