@@ -298,8 +298,15 @@ int mqd_worker_push_frame(struct mqd_worker *w, struct mqd_peer *p,
 	struct mqd_mail_output *o = p->batch;
 	size_t need = hlen + blen;
 
-	if (o != NULL && (o->tag != tag || o->sub_id != sub_id ||
-	                  o->len + need > BATCH_MAX)) {
+	/* Frames of several acknowledging consumers of one connection (a
+	 * consumer of many queues) share a batch with tag 0: the home worker
+	 * then keeps them behind any pending reply, which orders them after
+	 * their CONSUMEs' OKs, and there is no credit to return. */
+	if (o != NULL && o->tag != tag && sub_id == 0 && credit == 0 &&
+	    o->sub_id == 0 && o->credit == 0 && o->len + need <= BATCH_MAX)
+		o->tag = 0;
+	else if (o != NULL && (o->tag != tag || o->sub_id != sub_id ||
+	                       o->len + need > BATCH_MAX)) {
 		mqd_worker_flush_peer(w, p);
 		o = NULL;
 	}

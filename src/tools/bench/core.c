@@ -99,6 +99,20 @@ uint64_t mqb_budget(struct mqb_role *r, uint64_t inflight)
 	return n;
 }
 
+/* Wait on cv for at most a tick, so the stop flag is seen promptly. */
+static void wait_tick(pthread_cond_t *cv, pthread_mutex_t *mu)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += 100 * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_cond_timedwait(cv, mu, &ts);
+}
+
 bool mqb_wait_lag(struct mqb_role *r)
 {
 	struct mqb_run *run = r->run;
@@ -106,14 +120,7 @@ bool mqb_wait_lag(struct mqb_role *r)
 	pthread_mutex_lock(&run->lag_mu);
 	atomic_fetch_add(&run->lag_waiters, 1);
 	while (!mqb_stopping(run) && lag_room(run) == 0) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 100 * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&run->lag_cv, &run->lag_mu, &ts);
+		wait_tick(&run->lag_cv, &run->lag_mu);
 	}
 	atomic_fetch_sub(&run->lag_waiters, 1);
 	pthread_mutex_unlock(&run->lag_mu);
@@ -203,14 +210,7 @@ bool mqb_ready(struct mqb_role *r)
 		pthread_cond_broadcast(&run->ready_cv);
 	}
 	while (run->nready < run->nroles && !mqb_stopping(run)) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 100 * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&run->ready_cv, &run->lag_mu, &ts);
+		wait_tick(&run->ready_cv, &run->lag_mu);
 	}
 	pthread_mutex_unlock(&run->lag_mu);
 	return !mqb_stopping(run);
