@@ -463,6 +463,21 @@ struct result {
 	bool stalled, failed;
 };
 
+/*
+ * Messages that were sent and never arrived.  A consume run expects every
+ * message of the produce run it drains; other runs count only what their
+ * producers actually sent, so a failed connect is an error, not a loss.
+ */
+static uint64_t lost_of(const struct mqb_run *run, const struct mqb_check *c)
+{
+	uint64_t sent = atomic_load(&run->sent_total);
+	uint64_t got = mqb_check_unique(c);
+
+	if (run->o.mode == MQB_CONSUME)
+		return mqb_check_lost(c);
+	return sent > got ? sent - got : 0;
+}
+
 static void collect(struct mqb_run *run, struct result *res)
 {
 	const struct mqb_opts *o = &run->o;
@@ -475,7 +490,7 @@ static void collect(struct mqb_run *run, struct result *res)
 			res->sent += r->confirmed;
 		mqb_hist_merge(&res->hist, &r->hist);
 		if (r->own) {
-			res->lost += mqb_check_lost(r->own);
+			res->lost += lost_of(run, r->own);
 			res->dups += r->own->dups;
 			res->damaged += r->own->damaged;
 		}
@@ -485,7 +500,7 @@ static void collect(struct mqb_run *run, struct result *res)
 	res->received = atomic_load(&run->recv_total);
 	if (o->mode != MQB_FANOUT && o->mode != MQB_PRODUCE &&
 	    o->mode != MQB_CONNECT) {
-		res->lost = mqb_check_lost(&run->check);
+		res->lost = lost_of(run, &run->check);
 		res->dups = run->check.dups;
 		res->damaged = run->check.damaged;
 	}
@@ -537,7 +552,9 @@ static void print_table(const struct mqb_run *run, const struct result *res)
 	if (o->mode != MQB_PRODUCE)
 		printf("  check     %s: %" PRIu64 " lost, %" PRIu64 " duplicated, %"
 		       PRIu64 " damaged\n",
-		       res->lost || res->dups || res->damaged ? "FAILED" : "ok",
+		       res->lost || res->dups || res->damaged ? "FAILED"
+		       : res->failed || res->stalled          ? "incomplete"
+		                                              : "ok",
 		       res->lost, res->dups, res->damaged);
 }
 
