@@ -579,6 +579,76 @@ START_TEST(test_pipeline_order)
 }
 END_TEST
 
+/* One connection consumes 100 queues behind a GET that waits, and the
+ * queues get their messages while the CONSUMEs' OKs are still held behind
+ * that GET: owners then batch the deliveries of several consumers of the
+ * connection together, and still no DELIVER may come before its CONSUME's
+ * OK, and each queue's messages come in order.  (The pause only makes the
+ * case likely; the checks hold whatever the timing.) */
+START_TEST(test_many_consumers_order)
+{
+	enum { NQ = 100, PER = 5 };
+	struct mqt_server s;
+	START(s);
+	int prod = RAW_OPEN(s), fd = RAW_OPEN(s);
+	struct mqt_buf b;
+	struct mqt_frame f;
+	mqt_buf_init(&b);
+	mqt_enc_get(&b, 0, 1, "mc-empty", 600);
+	for (int q = 0; q < NQ; q++) {
+		char name[16];
+		snprintf(name, sizeof name, "mc%d", q);
+		mqt_enc_consume(&b, 0, 100 + (uint32_t)q, name, 0);
+	}
+	SENDB(fd, &b);
+	sleep_ms(150); /* the CONSUMEs reach their owners; the GET still waits */
+	for (int i = 0; i < PER; i++) {
+		for (int q = 0; q < NQ; q++) {
+			char name[16], body[16];
+			snprintf(name, sizeof name, "mc%d", q);
+			snprintf(body, sizeof body, "m%d", i);
+			mqt_enc_send(&b, MQ_QUIET, 1, name, 0, body, strlen(body));
+		}
+	}
+	mqt_enc_ping(&b, 2, NULL, 0);
+	SENDB(prod, &b);
+	EXPECT(prod, &f, MQT_PONG, 2);
+	mqt_frame_free(&f);
+	EXPECT(fd, &f, MQT_EMPTY, 1);
+	mqt_frame_free(&f);
+	bool ok_seen[NQ] = {false};
+	int next[NQ] = {0}, delivered = 0, oks = 0;
+	while (oks < NQ || delivered < NQ * PER) {
+		int rc = mqt_raw_read(fd, &f, RD_MS);
+		ck_assert_msg(rc == MQT_RD_FRAME, "after %d OKs and %d deliveries: "
+		              "%s", oks, delivered, rd_str(rc));
+		int q = (int)f.tag - 100;
+		ck_assert_msg(q >= 0 && q < NQ, "unexpected %s", mqt_frame_str(&f));
+		if (f.op == MQT_OK) {
+			ck_assert_msg(!ok_seen[q], "second OK for tag %u", f.tag);
+			ok_seen[q] = true;
+			oks++;
+		} else {
+			struct mqt_msg m;
+			char body[16];
+			ck_assert_msg(f.op == MQT_DELIVER, "expected DELIVER, got %s",
+			              mqt_frame_str(&f));
+			ck_assert_msg(ok_seen[q], "DELIVER with tag %u before its "
+			              "CONSUME's OK", f.tag);
+			parse_msg_at(__LINE__, &f, &m);
+			snprintf(body, sizeof body, "m%d", next[q]++);
+			CHECK_BODY(&m, body);
+			delivered++;
+		}
+		mqt_frame_free(&f);
+	}
+	mqt_buf_free(&b);
+	close(fd);
+	close(prod);
+	STOP(s);
+}
+END_TEST
+
 /* ===================================================================== */
 /* 4.1: sending                                                           */
 /* ===================================================================== */
@@ -1889,6 +1959,7 @@ static Suite *server_suite(void)
 	ADD(su, test_unknown_op);
 	ADD(su, test_bad_queue_names);
 	ADD(su, test_pipeline_order);
+	ADD(su, test_many_consumers_order);
 	/* 4.1 */
 	ADD(su, test_quiet_send);
 	ADD(su, test_send_priority_range);
