@@ -29,6 +29,7 @@
 
 #include "admin/control.h"
 #include "admin/metrics.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/notify.h"
 #include "net/listener.h"
@@ -37,7 +38,7 @@
 #include "store/dlgraph.h"
 #include "store/message.h"
 #include "store/ops.h"
-#include "worker/shard.h"
+#include "core/shard.h"
 #include "worker/worker.h"
 
 #define STOP_POLL_MS 5
@@ -68,22 +69,6 @@ struct mqd_query {
 	struct mqd_mail_query **parts;
 	struct mqd_admin_result result;
 };
-
-uint64_t mqd_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-uint64_t mqd_mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* ---- queries ------------------------------------------------------------ */
 

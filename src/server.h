@@ -203,10 +203,6 @@ int mqd_server_init(struct mqd_server *s, const struct mqd_config *cfg)
 int mqd_server_run(struct mqd_server *s);
 void mqd_server_free(struct mqd_server *s);
 
-/* Any thread: milliseconds since the Unix epoch / a monotonic clock. */
-uint64_t mqd_now_ms(void);
-uint64_t mqd_mono_ms(void);
-
 /* Called by a worker when a client socket closes / a connection struct is
  * freed (the stop protocol waits for the last). */
 void mqd_server_conn_socket_closed(struct mqd_server *s);

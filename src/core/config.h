@@ -14,10 +14,9 @@
 #include <stdint.h>
 
 #include "core/duration.h"
+#include "core/log.h"
 
 #define MQD_LISTEN_MAX 16
-
-enum mqd_log_level { MQD_LOG_ERROR, MQD_LOG_WARN, MQD_LOG_INFO, MQD_LOG_DEBUG };
 
 struct mqd_listen_addr {
 	char host[256]; /* without brackets: "127.0.0.1", "::1", "0.0.0.0" */

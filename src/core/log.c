@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/config.h"
 #include "core/log.h"
 
 enum log_target { TO_STDERR, TO_FILE, TO_SYSLOG };

@@ -6,7 +6,7 @@
 #ifndef MQD_LOG_H
 #define MQD_LOG_H
 
-#include "core/config.h"
+enum mqd_log_level { MQD_LOG_ERROR, MQD_LOG_WARN, MQD_LOG_INFO, MQD_LOG_DEBUG };
 
 /* target: "" = stderr, "syslog" = syslog, else a file path (appended).
  * Returns 0, or -1 with errno set if the file cannot be opened. */

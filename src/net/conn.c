@@ -25,6 +25,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "net/conn.h"
 #include "net/dispatch.h"

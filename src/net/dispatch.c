@@ -14,7 +14,7 @@
 #include "store/message.h"
 #include "route/pubsub.h"
 #include "store/ops.h"
-#include "worker/shard.h"
+#include "core/shard.h"
 #include "worker/worker.h"
 
 /* Answer f at once, in order, with an error. */

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "net/conn.h"
 #include "proto/proto.h"
@@ -23,7 +24,7 @@
 #include "server.h"
 #include "store/ops.h"
 #include "store/queue.h"
-#include "worker/shard.h"
+#include "core/shard.h"
 #include "worker/worker.h"
 
 enum { ENTRY_SUB = 1, ENTRY_BIND = 2 };

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "store/dlgraph.h"
-#include "worker/shard.h"
+#include "core/shard.h"
 
 #define NBUCKETS 1024
 

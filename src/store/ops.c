@@ -17,6 +17,7 @@
 
 #include <event2/event.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "net/conn.h"
 #include "server.h"

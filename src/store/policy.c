@@ -8,13 +8,14 @@
 
 #include <event2/event.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "proto/proto.h"
 #include "server.h"
 #include "store/ops.h"
 #include "store/policy.h"
 #include "store/queue.h"
-#include "worker/shard.h"
+#include "core/shard.h"
 #include "worker/worker.h"
 
 int mqd_policy_set_timer(struct mqd_worker *w, struct mqd_msg *m, uint64_t at)

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "worker/shard.h"
+#include "core/shard.h"
 
 /* Spread of n names made by fmt over w workers: max deviation from even,
  * as a fraction of the even share. */

@@ -5,7 +5,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
-#include "worker/shard.h"
+#include "core/shard.h"
 
 uint64_t mqd_shard_hash(const void *name, size_t len)
 {
