@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "core/config.h"
+#include "core/info.h"
 #include "worker/mailbox.h"
 
 struct event_base;
@@ -61,23 +62,6 @@ struct mqd_server {
 	bool rate_query_out;
 };
 
-/* One queue as its owner sees it, for the control socket and tests. */
-struct mqd_queue_info {
-	char name[256];
-	unsigned owner;
-	bool exclusive, auto_delete;
-	uint64_t ready, held, delayed, bytes;
-	uint32_t consumers;
-	uint64_t sent, delivered, acked, redelivered, expired, dead_lettered,
-		dropped, purged;
-	/* effective settings */
-	uint32_t max_length;
-	uint64_t max_bytes;
-	uint8_t overflow; /* 1 reject, 2 drop_head */
-	uint32_t message_ttl_ms, ack_timeout_ms;
-	uint16_t max_attempts;
-	char dead_letter[256];
-};
 
 /* Called on the main thread, exactly once per query, with every row (n may
  * be 0: no such queue).  rows is valid only during the call. */
@@ -107,36 +91,11 @@ void mqd_server_stats(struct mqd_server *s, struct mqd_server_stats *out);
 /* ---- administration (main thread only; callbacks on the main thread,
  * each called exactly once) ----------------------------------------- */
 
-/* Per worker: what it owns and how busy it is. */
-struct mqd_worker_info {
-	unsigned index;
-	uint64_t queues, connections;
-	uint64_t ready, held, delayed, bytes;
-	uint64_t mails;  /* mails taken from its inbox so far */
-	uint64_t frames; /* client frames read by its connections so far */
-	uint64_t sent;      /* messages stored in its queues so far */
-	uint64_t delivered; /* deliveries from its queues so far */
-};
 typedef void (*mqd_workers_cb)(void *arg, const struct mqd_worker_info *rows,
                                size_t n);
 int mqd_server_query_workers(struct mqd_server *s, mqd_workers_cb cb,
                              void *arg) __attribute__((warn_unused_result));
 
-/* One client connection, from its home worker (held: messages it holds on
- * every owner, summed). */
-struct mqd_conn_info {
-	uint64_t id;
-	unsigned worker;
-	char peer[64];
-	char client[256];
-	char user[256];
-	uint64_t age_ms;
-	uint32_t consumers;
-	uint64_t held;
-	uint64_t bytes_in, bytes_out;
-	uint32_t subscriptions;
-	uint64_t dropped; /* published messages lost: it read too slowly */
-};
 typedef void (*mqd_conns_cb)(void *arg, const struct mqd_conn_info *rows,
                              size_t n);
 /* Every connection, sorted by id. */
@@ -149,14 +108,6 @@ typedef void (*mqd_kill_cb)(void *arg, bool found);
 int mqd_server_kill_conn(struct mqd_server *s, uint64_t id, mqd_kill_cb cb,
                          void *arg) __attribute__((warn_unused_result));
 
-/* Queue operations without a client connection, run by the owner. */
-enum mqd_admin_op { MQD_ADMIN_DECLARE, MQD_ADMIN_DELETE, MQD_ADMIN_PURGE };
-struct mqd_admin_result {
-	int code;          /* 0, or an MQD_ERR_* (NOT_FOUND, CONFLICT, ...) */
-	char message[768]; /* for people, when code != 0 */
-	uint64_t count;    /* PURGE: messages removed */
-	bool created;      /* DECLARE: made now (else it existed, same settings) */
-};
 typedef void (*mqd_admin_cb)(void *arg, const struct mqd_admin_result *r);
 /* settings (DECLARE only, may be NULL): its name is ignored; fields 0 /
  * "" mean the [defaults] value, as in a DECLARE frame.  if_empty: DELETE
