@@ -37,8 +37,9 @@
 #include "server.h"
 #include "store/dlgraph.h"
 #include "store/message.h"
-#include "store/ops.h"
+#include "owner/ops.h"
 #include "core/shard.h"
+#include "mail/router.h"
 #include "worker/worker.h"
 
 #define STOP_POLL_MS 5
@@ -71,11 +72,6 @@ struct mqd_query {
 };
 
 /* ---- queries ------------------------------------------------------------ */
-
-void mqd_server_post_main(struct mqd_server *s, struct mqd_mail *m)
-{
-	mqd_mailbox_post(&s->main_mb, m);
-}
 
 static void query_free(struct mqd_server *s, struct mqd_query *q)
 {
@@ -419,7 +415,7 @@ int mqd_server_admin_queue(struct mqd_server *s, enum mqd_admin_op op,
 void mqd_server_stats(struct mqd_server *s, struct mqd_server_stats *out)
 {
 	out->uptime_ms = mqd_now_ms() - s->started_ms;
-	out->connections = atomic_load(&s->nconns);
+	out->connections = atomic_load(&s->counters.nconns);
 	out->workers = s->nworkers;
 	out->mem_accounted = mqd_msg_mem_used();
 	out->max_memory = s->cfg.max_memory;
@@ -497,17 +493,6 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-void mqd_server_conn_socket_closed(struct mqd_server *s)
-{
-	atomic_fetch_sub(&s->nconns, 1);
-}
-
-void mqd_server_conn_freed(struct mqd_server *s)
-{
-	atomic_fetch_sub(&s->live_conns, 1);
-}
-
-
 static void post_all(struct mqd_server *s, int type)
 {
 	for (unsigned i = 0; i < s->nworkers; i++) {
@@ -525,8 +510,8 @@ static void post_all(struct mqd_server *s, int type)
 static void stop_check_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct mqd_server *s = arg;
-	bool done = atomic_load(&s->shutdown_acks) == s->nworkers &&
-	            atomic_load(&s->live_conns) == 0;
+	bool done = atomic_load(&s->counters.shutdown_acks) == s->nworkers &&
+	            atomic_load(&s->counters.live_conns) == 0;
 
 	(void)fd;
 	(void)what;
@@ -535,7 +520,7 @@ static void stop_check_cb(evutil_socket_t fd, short what, void *arg)
 	if (!done) {
 		mqd_log_error("%u connections still closing after %u ms; "
 		              "stopping anyway",
-		              atomic_load(&s->live_conns), STOP_LIMIT_MS);
+		              atomic_load(&s->counters.live_conns), STOP_LIMIT_MS);
 		s->exit_code = 1;
 	}
 	event_base_loopbreak(s->base);
@@ -545,7 +530,7 @@ static void begin_stop(struct mqd_server *s, const char *why)
 {
 	struct timeval tv = {0, STOP_POLL_MS * 1000};
 
-	if (atomic_exchange(&s->stopping, true))
+	if (atomic_exchange(&s->counters.stopping, true))
 		return;
 	mqd_log_info("%s: stopping", why);
 	mqd_notify("STOPPING=1");
@@ -610,7 +595,7 @@ void mqd_server_shutdown(struct mqd_server *s, uint64_t timeout_ms)
 	uint64_t deadline = mqd_mono_ms() + timeout_ms;
 	struct timeval tv = {0, DRAIN_POLL_MS * 1000};
 
-	if (atomic_load(&s->stopping))
+	if (atomic_load(&s->counters.stopping))
 		return;
 	if (s->draining) {
 		if (deadline < s->drain_deadline)
@@ -627,7 +612,7 @@ void mqd_server_shutdown(struct mqd_server *s, uint64_t timeout_ms)
 	s->drain_deadline = deadline;
 	/* Connections still come in, and their HELLO gets SHUTTING_DOWN:
 	 * a client learns at once rather than hanging. */
-	atomic_store(&s->refuse_new, true);
+	atomic_store(&s->counters.refuse_new, true);
 	post_all(s, MQD_MAIL_PAUSE);
 	if (s->drain_timer == NULL)
 		s->drain_timer = event_new(s->base, -1, EV_PERSIST, drain_tick_cb, s);
@@ -815,11 +800,6 @@ void mqd_server_reload(struct mqd_server *s, struct mqd_reload_result *out)
 	             out->restart_needed[0] ? out->restart_needed : "nothing");
 }
 
-void mqd_server_shutdown_ack(struct mqd_server *s)
-{
-	atomic_fetch_add(&s->shutdown_acks, 1);
-}
-
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct mqd_server *s = arg;
@@ -867,22 +847,31 @@ int mqd_server_init(struct mqd_server *s, const struct mqd_config *cfg)
 	s->nworkers = cfg->workers ? cfg->workers : cpu_count();
 	if (s->nworkers > 256)
 		s->nworkers = 256;
-	atomic_init(&s->nconns, 0);
-	atomic_init(&s->live_conns, 0);
-	atomic_init(&s->next_conn_id, 1);
-	atomic_init(&s->stopping, false);
-	atomic_init(&s->refuse_new, false);
-	atomic_init(&s->shutdown_acks, 0);
+	atomic_init(&s->counters.nconns, 0);
+	atomic_init(&s->counters.live_conns, 0);
+	atomic_init(&s->counters.next_conn_id, 1);
+	atomic_init(&s->counters.stopping, false);
+	atomic_init(&s->counters.refuse_new, false);
+	atomic_init(&s->counters.shutdown_acks, 0);
 	s->started_ms = mqd_now_ms();
 	s->base = event_base_new();
 	s->workers = calloc(s->nworkers, sizeof *s->workers);
+	s->ports = calloc(s->nworkers, sizeof *s->ports);
 	s->dlgraph = mqd_dlgraph_new();
-	if (s->base == NULL || s->workers == NULL || s->dlgraph == NULL) {
+	if (s->base == NULL || s->workers == NULL || s->ports == NULL ||
+	    s->dlgraph == NULL) {
 		mqd_log_error("out of memory at start-up");
 		return -1;
 	}
+	/* The router is whole before any worker can send through it. */
+	for (unsigned i = 0; i < s->nworkers; i++)
+		mqd_worker_port(&s->workers[i], &s->ports[i]);
+	s->router.n = s->nworkers;
+	s->router.ports = s->ports;
+	s->router.main = &s->main_mb;
 	for (unsigned i = 0; i < s->nworkers; i++) {
-		if (mqd_worker_init(&s->workers[i], s, i) < 0) {
+		if (mqd_worker_init(&s->workers[i], i, s->nworkers, &s->cfg,
+		                    &s->router, &s->counters, s->dlgraph) < 0) {
 			mqd_log_error("cannot set up worker %u", i);
 			return -1;
 		}
@@ -901,7 +890,7 @@ int mqd_server_init(struct mqd_server *s, const struct mqd_config *cfg)
 	for (size_t i = 0; i < cfg->nqueues; i++) {
 		const struct mqd_queue_conf *qc = &cfg->queues[i];
 		unsigned o = mqd_shard_of(qc->name, strlen(qc->name), s->nworkers);
-		if (mqd_ops_create_configured(&s->workers[o], qc) < 0) {
+		if (mqd_ops_create_configured(&s->workers[o].owner, qc) < 0) {
 			mqd_log_error("out of memory creating queue %s", qc->name);
 			return -1;
 		}
@@ -933,7 +922,8 @@ int mqd_server_init(struct mqd_server *s, const struct mqd_config *cfg)
 	if (mqd_control_start(s) < 0 || mqd_metrics_start(s) < 0)
 		return -1;
 	for (size_t i = 0; i < cfg->nlisten; i++) {
-		struct mqd_listener *l = mqd_listener_new(s, &cfg->listen[i]);
+		struct mqd_listener *l = mqd_listener_new(s->base, &s->router, &s->counters,
+		                                          &s->cfg, &cfg->listen[i]);
 		if (l == NULL)
 			return -1;
 		if (last)
@@ -1008,6 +998,7 @@ void mqd_server_free(struct mqd_server *s)
 		event_free(s->main_mb_ev);
 	mqd_mailbox_destroy(&s->main_mb);
 	mqd_dlgraph_free(s->dlgraph);
+	free(s->ports);
 	mqd_config_free(&s->cfg);
 	if (s->base)
 		event_base_free(s->base);

@@ -10,18 +10,16 @@
 #include <stdint.h>
 
 #include "core/config.h"
+#include "core/counters.h"
 #include "core/info.h"
-#include "worker/mailbox.h"
+#include "mail/mailbox.h"
+#include "mail/router.h"
 
 struct event_base;
 struct event;
 struct mqd_worker;
 struct mqd_listener;
 
-#define MQD_SERVER_NAME "mqd/" PACKAGE_VERSION
-/* Output above this stops reading a client's requests and holds back
- * auto-ack deliveries until the client reads. */
-#define MQD_OUTPUT_HIGH (4u << 20)
 
 struct mqd_server {
 	struct mqd_config cfg;
@@ -32,12 +30,9 @@ struct mqd_server {
 	struct mqd_control *control; /* control socket (admin/control.c) */
 	struct mqd_metrics *metrics; /* /metrics and status page (admin/metrics.c) */
 	struct event *sig_term, *sig_int, *sig_hup, *sig_pipe, *stop_timer;
-	atomic_uint nconns;        /* sockets open now (for max_connections) */
-	atomic_uint live_conns;    /* connection structs not yet freed */
-	atomic_uint_least64_t next_conn_id;
-	atomic_bool stopping;
-	atomic_bool refuse_new;    /* shutting down: HELLO gets SHUTTING_DOWN */
-	atomic_uint shutdown_acks; /* workers that began closing everything */
+	struct mqd_counters counters; /* shared with the workers */
+	struct mqd_router router;     /* the workers' ports, the main inbox */
+	struct mqd_mail_port *ports;
 	uint64_t stop_started;
 	uint64_t started_ms;
 	int exit_code;
@@ -153,14 +148,5 @@ int mqd_server_init(struct mqd_server *s, const struct mqd_config *cfg)
 /* Run the main loop until a stop signal; then shut down in order. */
 int mqd_server_run(struct mqd_server *s);
 void mqd_server_free(struct mqd_server *s);
-
-/* Called by a worker when a client socket closes / a connection struct is
- * freed (the stop protocol waits for the last). */
-void mqd_server_conn_socket_closed(struct mqd_server *s);
-void mqd_server_conn_freed(struct mqd_server *s);
-/* Called by a worker once it has started closing all its connections. */
-void mqd_server_shutdown_ack(struct mqd_server *s);
-/* Any thread: a mail for the main thread (a filled query part). */
-void mqd_server_post_main(struct mqd_server *s, struct mqd_mail *m);
 
 #endif

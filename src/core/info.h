@@ -10,6 +10,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* What the server calls itself (WELCOME, version). */
+#define MQD_SERVER_NAME "mqd/" PACKAGE_VERSION
+
 /* One queue as its owner sees it, for the control socket and tests. */
 struct mqd_queue_info {
 	char name[256];

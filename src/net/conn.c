@@ -29,9 +29,7 @@
 #include "core/log.h"
 #include "net/conn.h"
 #include "net/dispatch.h"
-#include "server.h"
-#include "store/ops.h"
-#include "worker/worker.h"
+#include "store/message.h"
 
 #define FIFO_PAUSE 4096 /* pending requests before reading stops */
 #define OUTPUT_COPY_MAX 4096 /* pushed frames up to this are copied */
@@ -67,13 +65,13 @@ void mqd_conn_touch(struct mqd_conn *c, unsigned owner)
 
 static struct mqd_req *req_alloc(struct mqd_conn *c, size_t extra)
 {
-	struct mqd_worker *w = c->home;
+	struct mqd_home *h = c->home;
 	struct mqd_req *r;
 
-	if (extra <= SPARE_EXTRA && w->req_spare != NULL) {
-		r = w->req_spare;
-		w->req_spare = r->fifo_next;
-		w->nreq_spare--;
+	if (extra <= SPARE_EXTRA && h->req_spare != NULL) {
+		r = h->req_spare;
+		h->req_spare = r->fifo_next;
+		h->nreq_spare--;
 	} else {
 		r = malloc(sizeof *r + (extra <= SPARE_EXTRA ? SPARE_EXTRA : extra));
 	}
@@ -82,6 +80,8 @@ static struct mqd_req *req_alloc(struct mqd_conn *c, size_t extra)
 	memset(r, 0, sizeof *r);
 	r->mail.type = MQD_MAIL_REQ;
 	r->conn = c;
+	r->conn_id = c->id;
+	r->home = c->home->index;
 	r->frame_len = extra;
 	mqd_wbuf_init(&r->reply);
 	return r;
@@ -124,31 +124,31 @@ struct mqd_req *mqd_req_part(struct mqd_req *parent, size_t extra)
 
 void mqd_req_free(struct mqd_req *r)
 {
-	struct mqd_worker *w;
+	struct mqd_home *h;
 
 	if (r == NULL)
 		return;
 	if (r->msg)
 		mqd_msg_free(r->msg);
 	mqd_wbuf_free(&r->reply);
-	w = r->conn->home;
-	if (r->frame_len <= SPARE_EXTRA && w->nreq_spare < SPARE_MAX) {
-		r->fifo_next = w->req_spare;
-		w->req_spare = r;
-		w->nreq_spare++;
+	h = r->conn->home;
+	if (r->frame_len <= SPARE_EXTRA && h->nreq_spare < SPARE_MAX) {
+		r->fifo_next = h->req_spare;
+		h->req_spare = r;
+		h->nreq_spare++;
 		return;
 	}
 	free(r);
 }
 
-void mqd_conn_free_spares(struct mqd_worker *w)
+void mqd_conn_free_spares(struct mqd_home *h)
 {
-	while (w->req_spare != NULL) {
-		struct mqd_req *r = w->req_spare;
-		w->req_spare = r->fifo_next;
+	while (h->req_spare != NULL) {
+		struct mqd_req *r = h->req_spare;
+		h->req_spare = r->fifo_next;
 		free(r);
 	}
-	w->nreq_spare = 0;
+	h->nreq_spare = 0;
 }
 
 /* ---- output ---------------------------------------------------------- */
@@ -288,13 +288,9 @@ void mqd_conn_fatal(struct mqd_conn *c, uint32_t tag, int code,
 static void send_credit(struct mqd_conn *c, unsigned owner, uint32_t tag,
                         uint32_t n)
 {
-	struct mqd_worker *w = c->home;
+	struct mqd_home *h = c->home;
 	struct mqd_mail_credit *m;
 
-	if (owner == w->index) {
-		mqd_ops_credit(w, c->id, tag, n);
-		return;
-	}
 	m = malloc(sizeof *m);
 	if (m == NULL) {
 		/* The consumer's window shrinks by n; it keeps flowing while
@@ -307,7 +303,8 @@ static void send_credit(struct mqd_conn *c, unsigned owner, uint32_t tag,
 	m->conn_id = c->id;
 	m->tag = tag;
 	m->n = n;
-	mqd_worker_post(&w->srv->workers[owner], &m->mail);
+	/* On this worker the owner takes it at once. */
+	mqd_mail_send(h->router, h->index, owner, &m->mail);
 }
 
 static void release_withheld(struct mqd_conn *c)
@@ -353,7 +350,7 @@ static void output_published(struct mqd_conn *c, struct mqd_mail_output *o)
 	/* Unsent output: in the socket's buffer, and held behind a pending
 	 * reply (a GET that waits). */
 	if (evbuffer_get_length(out) + c->pushed_bytes >
-	    c->home->cfg.slow_consumer_bytes) {
+	    c->home->cfg->slow_consumer_bytes) {
 		c->dropped_slow += o->frames ? o->frames : 1;
 		goto drop;
 	}
@@ -441,12 +438,12 @@ void mqd_conn_output(struct mqd_conn *c, struct mqd_mail_output *o)
 	}
 }
 
-void mqd_conn_release_credits(struct mqd_worker *w)
+void mqd_conn_release_credits(struct mqd_home *h)
 {
 	struct mqd_conn *c;
 
-	while ((c = w->credit_list) != NULL) {
-		w->credit_list = c->credit_next;
+	while ((c = h->credit_list) != NULL) {
+		h->credit_list = c->credit_next;
 		c->credit_queued = false;
 		c->credit_next = NULL;
 		if (writable(c) &&
@@ -525,7 +522,7 @@ void mqd_conn_forget_sub(struct mqd_conn *c, uint32_t tag)
 
 static void process_input(struct mqd_conn *c)
 {
-	uint32_t max_frame = c->home->cfg.max_frame;
+	uint32_t max_frame = c->home->cfg->max_frame;
 
 	while (c->bev != NULL && !c->read_paused &&
 	       (c->state == MQD_CONN_HELLO || c->state == MQD_CONN_OPEN)) {
@@ -624,25 +621,25 @@ static void out_added_cb(struct evbuffer *buf,
                          const struct evbuffer_cb_info *info, void *arg)
 {
 	struct mqd_conn *c = arg;
-	struct mqd_worker *w = c->home;
+	struct mqd_home *h = c->home;
 
 	(void)buf;
 	if (info->n_added == 0 || c->write_queued || c->bev == NULL ||
 	    (bufferevent_get_enabled(c->bev) & EV_WRITE))
 		return;
 	c->write_queued = true;
-	c->write_next = w->write_list;
-	if (w->write_list == NULL)
-		event_active(w->write_ev, EV_TIMEOUT, 0);
-	w->write_list = c;
+	c->write_next = h->write_list;
+	if (h->write_list == NULL)
+		event_active(h->write_ev, EV_TIMEOUT, 0);
+	h->write_list = c;
 }
 
-void mqd_conn_write_pending(struct mqd_worker *w)
+void mqd_conn_write_pending(struct mqd_home *h)
 {
 	struct mqd_conn *c;
 
-	while ((c = w->write_list) != NULL) {
-		w->write_list = c->write_next;
+	while ((c = h->write_list) != NULL) {
+		h->write_list = c->write_next;
 		c->write_queued = false;
 		c->write_next = NULL;
 		if (c->bev == NULL || (bufferevent_get_enabled(c->bev) & EV_WRITE))
@@ -665,7 +662,7 @@ void mqd_conn_write_pending(struct mqd_worker *w)
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct mqd_conn *c = arg;
-	uint64_t idle = c->home->cfg.idle_timeout_ms;
+	uint64_t idle = c->home->cfg->idle_timeout_ms;
 
 	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) &&
 	    c->state != MQD_CONN_DRAIN) {
@@ -688,30 +685,30 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 
 /* ---- lifecycle ------------------------------------------------------- */
 
-void mqd_conn_accept(struct mqd_worker *w, int fd, const char *peer,
+void mqd_conn_accept(struct mqd_home *h, int fd, const char *peer,
                      bool over_limit)
 {
 	struct mqd_conn *c = calloc(1, sizeof *c);
 	int one = 1;
-	uint64_t idle = w->cfg.idle_timeout_ms;
+	uint64_t idle = h->cfg->idle_timeout_ms;
 
 	if (c == NULL) {
 		evutil_closesocket(fd);
-		mqd_server_conn_socket_closed(w->srv);
+		atomic_fetch_sub(&h->counters->nconns, 1);
 		mqd_log_error("out of memory accepting a connection from %s",
 		              peer);
 		return;
 	}
-	c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	c->bev = bufferevent_socket_new(h->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (c->bev == NULL) {
 		evutil_closesocket(fd);
-		mqd_server_conn_socket_closed(w->srv);
+		atomic_fetch_sub(&h->counters->nconns, 1);
 		free(c);
 		return;
 	}
-	atomic_fetch_add(&w->srv->live_conns, 1);
-	c->home = w;
-	c->id = atomic_fetch_add(&w->srv->next_conn_id, 1);
+	atomic_fetch_add(&h->counters->live_conns, 1);
+	c->home = h;
+	c->id = atomic_fetch_add(&h->counters->next_conn_id, 1);
 	c->over_limit = over_limit;
 	c->state = MQD_CONN_HELLO;
 	snprintf(c->peer, sizeof c->peer, "%s", peer);
@@ -731,18 +728,18 @@ void mqd_conn_accept(struct mqd_worker *w, int fd, const char *peer,
 		c->direct_write = false;
 		bufferevent_enable(c->bev, EV_WRITE);
 	}
-	c->next = w->conns;
-	if (w->conns)
-		w->conns->prev = c;
-	w->conns = c;
-	w->nconns++;
+	c->next = h->conns;
+	if (h->conns)
+		h->conns->prev = c;
+	h->conns = c;
+	h->nconns++;
 	mqd_log_debug("conn %llu (%s): accepted on worker %u",
-	              (unsigned long long)c->id, c->peer, w->index);
+	              (unsigned long long)c->id, c->peer, h->index);
 }
 
 static void conn_free(struct mqd_conn *c)
 {
-	struct mqd_worker *w = c->home;
+	struct mqd_home *h = c->home;
 	struct mqd_req *r;
 
 	while ((r = c->fifo_head) != NULL) {
@@ -756,13 +753,13 @@ static void conn_free(struct mqd_conn *c)
 	mqd_idmap_free(&c->consumer_tags);
 	mqd_idmap_free(&c->sub_tags);
 	if (c->credit_queued) {
-		struct mqd_conn **pp = &w->credit_list;
+		struct mqd_conn **pp = &h->credit_list;
 		while (*pp != c)
 			pp = &(*pp)->credit_next;
 		*pp = c->credit_next;
 	}
 	if (c->write_queued) {
-		struct mqd_conn **pp = &w->write_list;
+		struct mqd_conn **pp = &h->write_list;
 		while (*pp != c)
 			pp = &(*pp)->write_next;
 		*pp = c->write_next;
@@ -770,13 +767,13 @@ static void conn_free(struct mqd_conn *c)
 	if (c->prev)
 		c->prev->next = c->next;
 	else
-		w->conns = c->next;
+		h->conns = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
-	w->nconns--;
+	h->nconns--;
 	mqd_log_debug("conn %llu: freed", (unsigned long long)c->id);
 	free(c);
-	mqd_server_conn_freed(w->srv);
+	atomic_fetch_sub(&h->counters->live_conns, 1);
 }
 
 static void free_later_cb(evutil_socket_t fd, short what, void *arg)
@@ -792,10 +789,10 @@ static void close_retry_cb(evutil_socket_t fd, short what, void *arg);
  * allocation. */
 static void close_protocol(struct mqd_conn *c)
 {
-	struct mqd_worker *w = c->home;
+	struct mqd_home *h = c->home;
 	struct timeval soon = {0, 10000};
 
-	for (unsigned i = 0; i < w->srv->nworkers; i++) {
+	for (unsigned i = 0; i < h->nworkers; i++) {
 		if (!bit_get(c->touched, i))
 			continue;
 		/* This worker too gets its CLOSE through the mailbox: its
@@ -804,7 +801,7 @@ static void close_protocol(struct mqd_conn *c)
 		if (m == NULL) {
 			mqd_log_error("conn %llu: out of memory closing; retrying",
 			              (unsigned long long)c->id);
-			event_base_once(w->base, -1, EV_TIMEOUT, close_retry_cb,
+			event_base_once(h->base, -1, EV_TIMEOUT, close_retry_cb,
 			                c, &soon);
 			return;
 		}
@@ -812,14 +809,15 @@ static void close_protocol(struct mqd_conn *c)
 		m->mail.type = MQD_MAIL_CLOSE;
 		m->conn = c;
 		m->conn_id = c->id;
+		m->home = h->index;
 		m->from = i;
 		c->close_pending++;
-		mqd_worker_post(&w->srv->workers[i], &m->mail);
+		mqd_mail_post(h->router, i, &m->mail);
 	}
 	if (c->close_pending == 0) {
 		/* Not from inside a callback that may still use c. */
 		struct timeval now = {0, 0};
-		if (event_base_once(w->base, -1, EV_TIMEOUT, free_later_cb, c,
+		if (event_base_once(h->base, -1, EV_TIMEOUT, free_later_cb, c,
 		                    &now) < 0)
 			mqd_log_error("conn %llu: cannot schedule free",
 			              (unsigned long long)c->id);
@@ -843,7 +841,7 @@ static void close_now(struct mqd_conn *c)
 	if (c->bev) {
 		bufferevent_free(c->bev);
 		c->bev = NULL;
-		mqd_server_conn_socket_closed(c->home->srv);
+		atomic_fetch_sub(&c->home->counters->nconns, 1);
 	}
 	close_protocol(c);
 }

@@ -20,46 +20,51 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/config.h"
+#include "core/counters.h"
+#include "core/info.h"
+#include "mail/mail.h"
+#include "mail/router.h"
 #include "proto/proto.h"
 #include "store/idmap.h"
-#include "worker/mailbox.h"
+
+/* Output above this stops reading a client's requests and holds back
+ * auto-ack deliveries until the client reads. */
+#define MQD_OUTPUT_HIGH (4u << 20)
 
 struct bufferevent;
 struct event;
-struct mqd_worker;
-struct mqd_queue;
-struct mqd_mail_output;
+struct event_base;
 
-struct mqd_req {
-	struct mqd_mail mail; /* first: REQ to the owner, REPLY back */
-	struct mqd_req *fifo_next;
-	struct mqd_conn *conn;
-	struct mqd_req *parent; /* a part of a split ACK/NACK */
-	uint32_t parts;         /* parent: parts not yet answered */
-	uint32_t count;         /* ACK/NACK: ids counted */
-	uint8_t op, flags;
-	uint32_t tag;
-	bool done;
-	bool quiet_ok;          /* answered, and QUIET: nothing to write */
-	bool pushed;            /* a pushed frame waiting behind a reply */
-	union mqd_payload p;    /* spans point into frame[] */
-	struct mqd_msg *msg;    /* SEND: the message to store */
-	char name[256];         /* the queue this request routes by */
-	uint8_t name_len;
-	char pattern[256];      /* SUBSCRIBE, BIND, UNBIND parts */
-	uint8_t pattern_len;
-	uint64_t sub_id;        /* SUBSCRIBE, UNSUBSCRIBE parts */
-	/* A GET waiting on its owner. */
-	struct mqd_req *wnext, *wprev; /* in the queue's waiters */
-	struct mqd_req *pnext, *pprev; /* in the peer's waiting list */
-	struct mqd_queue *wq;
-	struct mqd_worker *wowner;
-	struct event *timer;
-	/* The answer, written by whoever executes the request. */
-	struct mqd_wbuf reply;
-	size_t frame_len;
-	uint8_t frame[];        /* copy of the payload the spans point into */
+/*
+ * The home side of a worker: the connections the listener handed to it
+ * (their sockets, buffers and reply order).  Embedded in struct
+ * mqd_worker; only its thread touches it.  It reaches other workers only
+ * through the router, and the rest of the process only through the
+ * shared counters.
+ */
+struct mqd_home {
+	unsigned index;                  /* this worker's */
+	unsigned nworkers;
+	const struct mqd_router *router;
+	struct mqd_counters *counters;
+	const struct mqd_config *cfg;    /* the worker's copy */
+	struct event_base *base;
+	struct mqd_conn *conns; /* list of live and closing connections */
+	unsigned nconns;
+	/* Connections with auto-ack credit to return once this pass over the
+	 * mailbox is done: one CREDIT mail per consumer per pass, not one per
+	 * delivery. */
+	struct mqd_conn *credit_list;
+	/* Connections with new output this pass: written once, at its end. */
+	struct mqd_conn *write_list;
+	struct event *write_ev;  /* the worker's: activated to write them */
+	struct mqd_req *req_spare; /* recycled request slots (conn.c) */
+	unsigned nreq_spare;
+	bool shutting_down;
+	uint64_t frames; /* client frames read so far (stats) */
 };
+
 
 /* What a connection remembers of its consumers: where to send CANCEL. */
 struct mqd_conn_consumer {
@@ -94,7 +99,7 @@ enum mqd_conn_state {
 
 struct mqd_conn {
 	struct mqd_conn *next, *prev; /* the home worker's list */
-	struct mqd_worker *home;
+	struct mqd_home *home;
 	uint64_t id;
 	struct bufferevent *bev;
 	char peer[64];
@@ -130,7 +135,7 @@ struct mqd_conn {
 };
 
 /* Home thread: wrap an accepted socket. Closes fd on failure. */
-void mqd_conn_accept(struct mqd_worker *w, int fd, const char *peer,
+void mqd_conn_accept(struct mqd_home *h, int fd, const char *peer,
                      bool over_limit);
 
 /* A new request slot for frame f, appended to the FIFO.  payload bytes
@@ -142,7 +147,7 @@ struct mqd_req *mqd_req_new(struct mqd_conn *c, const struct mqd_frame *f,
 struct mqd_req *mqd_req_part(struct mqd_req *parent, size_t extra);
 void mqd_req_free(struct mqd_req *r);
 /* Teardown: free the worker's recycled request slots. */
-void mqd_conn_free_spares(struct mqd_worker *w);
+void mqd_conn_free_spares(struct mqd_home *h);
 
 /* Home thread: r is answered (its reply written, or quiet).  Releases what
  * the FIFO allows. */
@@ -176,9 +181,9 @@ int mqd_conn_add_consumer(struct mqd_conn *c, struct mqd_conn_consumer *cc)
 int mqd_conn_add_sub(struct mqd_conn *c, struct mqd_conn_sub *cs)
 	__attribute__((warn_unused_result));
 /* Write the output of the connections that got some this pass. */
-void mqd_conn_write_pending(struct mqd_worker *w);
+void mqd_conn_write_pending(struct mqd_home *h);
 /* Return the auto-ack credit gathered in this mailbox pass (worker.c). */
-void mqd_conn_release_credits(struct mqd_worker *w);
+void mqd_conn_release_credits(struct mqd_home *h);
 struct mqd_conn_consumer *mqd_conn_find_consumer(struct mqd_conn *c,
                                                  uint32_t tag);
 void mqd_conn_forget_consumer(struct mqd_conn *c, uint32_t tag);

@@ -8,14 +8,12 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/shard.h"
+#include "mail/router.h"
 #include "net/conn.h"
 #include "net/dispatch.h"
-#include "server.h"
+#include "route/topics.h"
 #include "store/message.h"
-#include "route/pubsub.h"
-#include "store/ops.h"
-#include "core/shard.h"
-#include "worker/worker.h"
 
 /* Answer f at once, in order, with an error. */
 static void reply_error(struct mqd_conn *c, const struct mqd_frame *f,
@@ -33,19 +31,14 @@ static void reply_error(struct mqd_conn *c, const struct mqd_frame *f,
 /* Execute r on the owner of its queue: here, or through its mailbox. */
 static void route(struct mqd_conn *c, struct mqd_req *r, unsigned owner)
 {
-	struct mqd_worker *w = c->home;
-
 	mqd_conn_touch(c, owner);
-	if (owner == w->index)
-		mqd_ops_exec(w, r);
-	else
-		mqd_worker_post(&w->srv->workers[owner], &r->mail);
+	mqd_mail_send(c->home->router, c->home->index, owner, &r->mail);
 }
 
 static unsigned owner_of(const struct mqd_conn *c, const char *name,
                          size_t len)
 {
-	return mqd_shard_of(name, len, c->home->srv->nworkers);
+	return mqd_shard_of(name, len, c->home->nworkers);
 }
 
 static void set_name(struct mqd_req *r, struct mqd_span s)
@@ -78,7 +71,7 @@ static struct mqd_req *req_copy(struct mqd_conn *c, const struct mqd_frame *f)
 static void on_hello(struct mqd_conn *c, const struct mqd_frame *f,
                      const union mqd_payload *p)
 {
-	struct mqd_server *s = c->home->srv;
+	struct mqd_counters *s = c->home->counters;
 	struct mqd_req *r;
 	char who[256];
 
@@ -113,7 +106,7 @@ static void on_hello(struct mqd_conn *c, const struct mqd_frame *f,
 		mqd_conn_fatal(c, 0, MQD_ERR_INTERNAL, "out of memory");
 		return;
 	}
-	mqd_enc_welcome(&r->reply, f->tag, MQD_SERVER_NAME, c->home->cfg.max_frame,
+	mqd_enc_welcome(&r->reply, f->tag, MQD_SERVER_NAME, c->home->cfg->max_frame,
 	                c->id);
 	mqd_log_debug("conn %llu (%s): hello from client '%s'",
 	              (unsigned long long)c->id, c->peer, c->client);
@@ -271,7 +264,7 @@ static void on_settle(struct mqd_conn *c, const struct mqd_frame *f,
                       const union mqd_payload *p)
 {
 	const struct mqd_ack *a = &p->ack;
-	unsigned nw = c->home->srv->nworkers;
+	unsigned nw = c->home->nworkers;
 	uint16_t per[256] = {0};
 	struct mqd_req *parts[256] = {0};
 	unsigned owners = 0, only = 0;
@@ -340,11 +333,11 @@ static void on_settle(struct mqd_conn *c, const struct mqd_frame *f,
 static void to_shards(struct mqd_conn *c, struct mqd_req *r,
                       const struct mqd_conn_sub *cs)
 {
-	unsigned n = c->home->srv->nworkers, first, last;
+	unsigned n = c->home->nworkers, first, last;
 	struct mqd_req *parts[256] = {0};
 	bool all;
 
-	first = mqd_pubsub_shard(cs->pattern, cs->len, n, &all);
+	first = mqd_topics_shard(cs->pattern, cs->len, n, &all);
 	last = all ? n - 1 : first;
 	if (all)
 		first = 0;
@@ -439,8 +432,8 @@ static void on_publish(struct mqd_conn *c, const struct mqd_frame *f,
 	if (r == NULL)
 		return;
 	route(c, r,
-	      mqd_pubsub_shard((const char *)p->send.dest.p, p->send.dest.len,
-	                       c->home->srv->nworkers, &all));
+	      mqd_topics_shard((const char *)p->send.dest.p, p->send.dest.len,
+	                       c->home->nworkers, &all));
 }
 
 /* BIND and UNBIND go to the queue's owner, which updates the shards. */

@@ -16,12 +16,14 @@
 
 #include "core/log.h"
 #include "net/listener.h"
-#include "server.h"
-#include "worker/worker.h"
+#include "mail/mail.h"
+#include "mail/router.h"
 
 struct mqd_listener {
 	struct mqd_listener *next;
-	struct mqd_server *srv;
+	const struct mqd_router *router;
+	struct mqd_counters *counters;
+	const struct mqd_config *cfg; /* the main thread's */
 	struct evconnlistener *ev;
 	unsigned next_worker;
 	char name[300];
@@ -51,7 +53,6 @@ static void accept_cb(struct evconnlistener *ev, evutil_socket_t fd,
                       struct sockaddr *sa, int salen, void *arg)
 {
 	struct mqd_listener *l = arg;
-	struct mqd_server *s = l->srv;
 	struct mqd_mail_conn_new *m;
 	unsigned n;
 
@@ -63,15 +64,15 @@ static void accept_cb(struct evconnlistener *ev, evutil_socket_t fd,
 		evutil_closesocket(fd);
 		return;
 	}
-	n = atomic_fetch_add(&s->nconns, 1) + 1;
+	n = atomic_fetch_add(&l->counters->nconns, 1) + 1;
 	m->mail.type = MQD_MAIL_CONN_NEW;
 	m->fd = fd;
 	/* Over the limit: the worker still reads its HELLO so the client
 	 * learns why (ERROR LIMIT) instead of seeing a bare close. */
-	m->over_limit = n > s->cfg.max_connections;
+	m->over_limit = n > l->cfg->max_connections;
 	format_addr(sa, m->peer, sizeof m->peer);
-	mqd_worker_post(&s->workers[l->next_worker], &m->mail);
-	l->next_worker = (l->next_worker + 1) % s->nworkers;
+	mqd_mail_post(l->router, l->next_worker, &m->mail);
+	l->next_worker = (l->next_worker + 1) % l->router->n;
 }
 
 static void error_cb(struct evconnlistener *ev, void *arg)
@@ -85,7 +86,10 @@ static void error_cb(struct evconnlistener *ev, void *arg)
 	              evutil_socket_error_to_string(err));
 }
 
-struct mqd_listener *mqd_listener_new(struct mqd_server *s,
+struct mqd_listener *mqd_listener_new(struct event_base *base,
+                                      const struct mqd_router *router,
+                                      struct mqd_counters *counters,
+                                      const struct mqd_config *cfg,
                                       const struct mqd_listen_addr *addr)
 {
 	struct addrinfo hints, *res = NULL, *ai;
@@ -95,7 +99,9 @@ struct mqd_listener *mqd_listener_new(struct mqd_server *s,
 
 	if (l == NULL)
 		return NULL;
-	l->srv = s;
+	l->router = router;
+	l->counters = counters;
+	l->cfg = cfg;
 	memset(&hints, 0, sizeof hints);
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
@@ -110,7 +116,7 @@ struct mqd_listener *mqd_listener_new(struct mqd_server *s,
 	}
 	for (ai = res; ai != NULL && l->ev == NULL; ai = ai->ai_next) {
 		l->ev = evconnlistener_new_bind(
-			s->base, accept_cb, l,
+			base, accept_cb, l,
 			LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
 				LEV_OPT_CLOSE_ON_EXEC,
 			1024, ai->ai_addr, (int)ai->ai_addrlen);

@@ -7,13 +7,21 @@
 #define MQD_LISTENER_H
 
 #include "core/config.h"
+#include "core/counters.h"
 
-struct mqd_server;
+struct event_base;
 struct mqd_listener;
+struct mqd_router;
 
 /* Bind and listen on addr; logs "listening on HOST:PORT" with the port the
- * kernel chose when addr->port is 0.  NULL on failure (logged). */
-struct mqd_listener *mqd_listener_new(struct mqd_server *s,
+ * kernel chose when addr->port is 0.  Accepted sockets go round robin to
+ * the router's workers, counted in counters->nconns and marked over the
+ * limit past cfg->max_connections (cfg: the main thread's, read on the main
+ * thread only).  NULL on failure (logged). */
+struct mqd_listener *mqd_listener_new(struct event_base *base,
+                                      const struct mqd_router *router,
+                                      struct mqd_counters *counters,
+                                      const struct mqd_config *cfg,
                                       const struct mqd_listen_addr *addr);
 void mqd_listener_free(struct mqd_listener *l);
 /* Listeners form a list through this. */

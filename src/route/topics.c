@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/shard.h"
 #include "route/topics.h"
 
 #define TABLE_MIN 2 /* a power of two; one child fits (load <= 3/4) */
@@ -561,4 +562,14 @@ size_t mqd_topics_node_count(const struct mqd_topics *t)
 void mqd_topics_fail_after(struct mqd_topics *t, long n)
 {
 	t->fail_after = n < 0 ? -1 : n;
+}
+
+unsigned mqd_topics_shard(const char *name, size_t len, unsigned nworkers,
+                          bool *all)
+{
+	const char *dot = memchr(name, '.', len);
+	size_t first = dot ? (size_t)(dot - name) : len;
+
+	*all = first == 1 && (name[0] == '*' || name[0] == '>');
+	return *all ? 0 : mqd_shard_of(name, first, nworkers);
 }

@@ -11,6 +11,7 @@
 #ifndef MQD_TOPICS_H
 #define MQD_TOPICS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct mqd_topics;
@@ -54,5 +55,11 @@ size_t mqd_topics_node_count(const struct mqd_topics *t);
 /* Fault seam: let n more allocations by t succeed, then fail every one
  * (n < 0: never fail, the default). */
 void mqd_topics_fail_after(struct mqd_topics *t, long n);
+
+/* The worker holding a topic or pattern: the shard of its first token;
+ * *all is set, and 0 returned, when every worker holds it (a pattern whose
+ * first token is a wildcard). */
+unsigned mqd_topics_shard(const char *name, size_t len, unsigned nworkers,
+                          bool *all);
 
 #endif

@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include "store/message.h"
-#include "store/timers.h"
 
 /* One counter for the process: the limit is on the broker's memory, not on
  * any one worker's, and an atomic add per message is no lock. */
@@ -147,8 +146,10 @@ void mqd_msg_free(struct mqd_msg *m)
 		return;
 	atomic_fetch_sub(&mem_used, footprint(m));
 	mqd_shared_unref(mqd_msg_shared(m));
-	if (m->track != NULL)
-		mqd_track_free(m->track);
+	if (m->track != NULL) { /* out of any heap: the caller saw to it */
+		mqd_msg_mem_sub(sizeof *m->track);
+		free(m->track);
+	}
 	free(m);
 }
 

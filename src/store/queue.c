@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "store/queue.h"
+#include "store/track.h"
 #include "core/shard.h"
 
 struct mqd_queue *mqd_queue_new(const char *name, size_t len,

@@ -58,6 +58,10 @@ struct mqd_queue {
 	uint8_t name_len;
 	struct mqd_qsettings settings;
 	bool exclusive, auto_delete;
+	/* On its owner's list of queues to dispatch once a closed
+	 * connection's held messages are all back (see ops.c). */
+	bool redispatch;
+	struct mqd_queue *redispatch_next;
 	uint64_t exclusive_conn; /* owning connection id when exclusive */
 
 	struct mqd_level levels[MQD_PRIORITY_LEVELS];

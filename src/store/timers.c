@@ -7,9 +7,10 @@
 
 #include "store/timers.h"
 
-/* Spare tracks kept for reuse: enough for the deliveries in flight of a
- * busy worker; more than that goes back to malloc. */
-#define SPARE_MAX 4096
+/*
+ * The heap alone: it orders tracks by timer_at and keeps each one's
+ * heap_idx; it never calls the message module (track.c ties the two).
+ */
 
 void mqd_timers_init(struct mqd_timers *t)
 {
@@ -28,70 +29,6 @@ void mqd_timers_free(struct mqd_timers *t)
 	}
 	free(t->heap);
 	mqd_timers_init(t);
-}
-
-/* ---- tracks ------------------------------------------------------------ */
-
-struct mqd_track *mqd_track_get(struct mqd_timers *t, struct mqd_msg *m)
-{
-	struct mqd_track *k = m->track;
-
-	if (k != NULL)
-		return k;
-	if (t->spare != NULL) {
-		k = t->spare;
-		t->spare = k->spare_next;
-		t->nspare--;
-	} else if ((k = malloc(sizeof *k)) == NULL) {
-		return NULL;
-	}
-	memset(k, 0, sizeof *k);
-	k->msg = m;
-	k->heap_idx = MQD_NO_HEAP;
-	m->track = k;
-	mqd_msg_mem_add(sizeof *k);
-	return k;
-}
-
-void mqd_track_put(struct mqd_timers *t, struct mqd_msg *m)
-{
-	struct mqd_track *k = m->track;
-
-	if (k == NULL)
-		return;
-	mqd_timers_cancel(t, m);
-	m->track = NULL;
-	mqd_msg_mem_sub(sizeof *k);
-	if (t->nspare >= SPARE_MAX) {
-		free(k);
-		return;
-	}
-	k->spare_next = t->spare;
-	t->spare = k;
-	t->nspare++;
-}
-
-void mqd_track_trim(struct mqd_timers *t, struct mqd_msg *m)
-{
-	struct mqd_track *k = m->track;
-
-	if (k != NULL && m->state != MQD_MSG_HELD &&
-	    m->state != MQD_MSG_DELAYED && k->expires_at == 0 &&
-	    k->attempts == 0)
-		mqd_track_put(t, m);
-}
-
-void mqd_track_free(struct mqd_track *k)
-{
-	k->msg->track = NULL;
-	mqd_msg_mem_sub(sizeof *k);
-	free(k);
-}
-
-void mqd_timers_free_msg(struct mqd_timers *t, struct mqd_msg *m)
-{
-	mqd_track_put(t, m);
-	mqd_msg_free(m);
 }
 
 /* ---- the heap ---------------------------------------------------------- */
@@ -134,12 +71,8 @@ static void sift_down(struct mqd_timers *t, uint32_t i)
 	place(t, i, k);
 }
 
-int mqd_timers_set(struct mqd_timers *t, struct mqd_msg *m, uint64_t at)
+int mqd_timers_place(struct mqd_timers *t, struct mqd_track *k, uint64_t at)
 {
-	struct mqd_track *k = mqd_track_get(t, m);
-
-	if (k == NULL)
-		return -1;
 	if (k->heap_idx != MQD_NO_HEAP) {
 		uint64_t old = k->timer_at;
 		k->timer_at = at;
@@ -163,12 +96,12 @@ int mqd_timers_set(struct mqd_timers *t, struct mqd_msg *m, uint64_t at)
 	return 0;
 }
 
-void mqd_timers_cancel(struct mqd_timers *t, struct mqd_msg *m)
+void mqd_timers_remove(struct mqd_timers *t, struct mqd_track *k)
 {
-	struct mqd_track *k = m->track, *last;
+	struct mqd_track *last;
 	uint32_t i;
 
-	if (k == NULL || (i = k->heap_idx) == MQD_NO_HEAP)
+	if ((i = k->heap_idx) == MQD_NO_HEAP)
 		return;
 	k->heap_idx = MQD_NO_HEAP;
 	last = t->heap[--t->n];

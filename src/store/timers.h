@@ -10,9 +10,8 @@
  * message's bookkeeping that only a message with a deadline, a holder or
  * past deliveries needs.  The owner attaches one to a message while it is
  * held or delayed, has an expiry, or has been delivered before
- * (mqd_track_trim takes it back when none of these is true any more).
- * Tracks are recycled through the worker's spare list, so delivering and
- * acknowledging a message does not call malloc.
+ * (track.h).  The heap only orders tracks: it calls nothing of the
+ * message module, which in turn knows nothing of the heap.
  */
 #ifndef MQD_TIMERS_H
 #define MQD_TIMERS_H
@@ -32,27 +31,12 @@ void mqd_timers_init(struct mqd_timers *t);
 /* Frees the heap and the spare tracks (not the messages). */
 void mqd_timers_free(struct mqd_timers *t);
 
-/* m's track, attached first if it has none (all zero, out of the heap).
- * Only while m is LOOSE: in a list its back link would be missing.  NULL
- * on allocation failure. */
-struct mqd_track *mqd_track_get(struct mqd_timers *t, struct mqd_msg *m);
-/* Detach m's track, if any: out of the heap, back to the spare list. */
-void mqd_track_put(struct mqd_timers *t, struct mqd_msg *m);
-/* The same, unless m still needs it: not HELD or DELAYED, no expiry, never
- * delivered (its attempts would be lost).  Only while m is LOOSE. */
-void mqd_track_trim(struct mqd_timers *t, struct mqd_msg *m);
-/* Free a track that is in no heap (a message freed away from its owner). */
-void mqd_track_free(struct mqd_track *k);
-/* Drop m for good: out of the heap, its track recycled, m freed. */
-void mqd_timers_free_msg(struct mqd_timers *t, struct mqd_msg *m);
-
-/* Put m in the heap at time at, or move it there if it is in already
- * (attaching a track if it has none).  -1 on allocation failure (m
- * unchanged, though a track may have been attached). */
-int mqd_timers_set(struct mqd_timers *t, struct mqd_msg *m, uint64_t at)
+/* Put track k in the heap at time at, or move it there if it is in
+ * already.  -1 on allocation failure (k unchanged). */
+int mqd_timers_place(struct mqd_timers *t, struct mqd_track *k, uint64_t at)
 	__attribute__((warn_unused_result));
-/* Take m out of the heap if it is in it (its track stays). */
-void mqd_timers_cancel(struct mqd_timers *t, struct mqd_msg *m);
+/* Take k out of the heap if it is in it. */
+void mqd_timers_remove(struct mqd_timers *t, struct mqd_track *k);
 /* The earliest entry, or NULL. */
 static inline struct mqd_track *mqd_timers_peek(const struct mqd_timers *t)
 {

@@ -1,6 +1,6 @@
 /*
- * A worker's thread: its event loop, and the mails it takes from its inbox.
- * See worker.h for who owns what.
+ * A worker's thread: its event loop, and the mails it takes from its inbox,
+ * each handed to the home or the owner it is for.  See worker.h.
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -12,13 +12,13 @@
 
 #include <event2/event.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "net/conn.h"
-#include "server.h"
+#include "owner/ops.h"
+#include "owner/pubsub.h"
+#include "store/message.h"
 #include "store/queue.h"
-#include "route/pubsub.h"
-#include "store/ops.h"
-#include "store/policy.h"
 #include "worker/worker.h"
 
 /* Mails taken per loop pass before letting sockets have a turn. */
@@ -31,18 +31,18 @@ static void fill_worker_info(struct mqd_worker *w, struct mqd_worker_info *i)
 
 	memset(i, 0, sizeof *i);
 	i->index = w->index;
-	i->queues = w->queues.count;
-	i->connections = w->nconns;
-	while ((q = mqd_qtable_next(&w->queues, &pos, &cur)) != NULL) {
+	i->queues = w->owner.queues.count;
+	i->connections = w->home.nconns;
+	while ((q = mqd_qtable_next(&w->owner.queues, &pos, &cur)) != NULL) {
 		i->ready += q->ready;
 		i->held += q->held;
 		i->delayed += q->delayed;
 		i->bytes += q->bytes;
 	}
 	i->mails = w->mails;
-	i->frames = w->frames;
-	i->sent = w->sent;
-	i->delivered = w->delivered;
+	i->frames = w->home.frames;
+	i->sent = w->owner.sent;
+	i->delivered = w->owner.delivered;
 }
 
 /* Connections at home here, and what every peer holds on this owner. */
@@ -51,26 +51,27 @@ static void fill_conns(struct mqd_worker *w, struct mqd_mail_query *qm)
 	size_t n = 0, pos = 0;
 	struct mqd_peer *p;
 
-	if (w->nconns > 0) {
-		qm->conns = calloc(w->nconns, sizeof *qm->conns);
+	if (w->home.nconns > 0) {
+		qm->conns = calloc(w->home.nconns, sizeof *qm->conns);
 		if (qm->conns == NULL) {
 			qm->failed = true;
 			return;
 		}
-		for (struct mqd_conn *c = w->conns; c && n < w->nconns; c = c->next)
+		for (struct mqd_conn *c = w->home.conns; c && n < w->home.nconns;
+		     c = c->next)
 			if (mqd_conn_info(c, &qm->conns[n]))
 				n++;
 	}
 	qm->nconns = n;
-	if (w->peers.count == 0)
+	if (w->owner.peers.count == 0)
 		return;
-	qm->held = calloc(w->peers.count, sizeof *qm->held);
+	qm->held = calloc(w->owner.peers.count, sizeof *qm->held);
 	if (qm->held == NULL) {
 		qm->failed = true;
 		return;
 	}
 	n = 0;
-	while ((p = mqd_idmap_next(&w->peers, &pos, NULL)) != NULL) {
+	while ((p = mqd_idmap_next(&w->owner.peers, &pos, NULL)) != NULL) {
 		qm->held[n].conn_id = p->conn_id;
 		qm->held[n].held = p->nheld;
 		n++;
@@ -82,7 +83,7 @@ static void answer_query(struct mqd_worker *w, struct mqd_mail_query *qm)
 {
 	switch (qm->kind) {
 	case MQD_QUERY_QUEUES:
-		mqd_ops_query(w, qm);
+		mqd_ops_query(&w->owner, qm);
 		break;
 	case MQD_QUERY_WORKERS:
 		if (qm->winfo)
@@ -92,7 +93,7 @@ static void answer_query(struct mqd_worker *w, struct mqd_mail_query *qm)
 		fill_conns(w, qm);
 		break;
 	case MQD_QUERY_KILL:
-		for (struct mqd_conn *c = w->conns; c; c = c->next) {
+		for (struct mqd_conn *c = w->home.conns; c; c = c->next) {
 			if (c->id == qm->id && mqd_conn_info(c, NULL)) {
 				qm->found = true;
 				mqd_conn_kill(c);
@@ -101,7 +102,7 @@ static void answer_query(struct mqd_worker *w, struct mqd_mail_query *qm)
 		}
 		break;
 	case MQD_QUERY_ADMIN:
-		mqd_ops_admin(w, qm);
+		mqd_ops_admin(&w->owner, qm);
 		break;
 	default:
 		qm->failed = true;
@@ -114,35 +115,21 @@ static void handle_mail(struct mqd_worker *w, struct mqd_mail *m)
 	switch (m->type) {
 	case MQD_MAIL_CONN_NEW: {
 		struct mqd_mail_conn_new *n = (struct mqd_mail_conn_new *)m;
-		if (w->shutting_down) {
+		if (w->home.shutting_down) {
 			close(n->fd);
-			mqd_server_conn_socket_closed(w->srv);
+			atomic_fetch_sub(&w->counters->nconns, 1);
 		} else {
-			mqd_conn_accept(w, n->fd, n->peer, n->over_limit);
+			mqd_conn_accept(&w->home, n->fd, n->peer, n->over_limit);
 		}
 		free(n);
 		break;
 	}
-	case MQD_MAIL_REQ:
-		mqd_ops_exec(w, (struct mqd_req *)m);
-		break;
 	case MQD_MAIL_REPLY:
 		mqd_conn_req_done((struct mqd_req *)m);
 		break;
 	case MQD_MAIL_OUTPUT: {
 		struct mqd_mail_output *o = (struct mqd_mail_output *)m;
 		mqd_conn_output(o->conn, o);
-		break;
-	}
-	case MQD_MAIL_CREDIT: {
-		struct mqd_mail_credit *c = (struct mqd_mail_credit *)m;
-		mqd_ops_credit(w, c->conn_id, c->tag, c->n);
-		free(c);
-		break;
-	}
-	case MQD_MAIL_CLOSE: {
-		struct mqd_mail_close *c = (struct mqd_mail_close *)m;
-		mqd_ops_peer_closed(w, c->conn_id, c);
 		break;
 	}
 	case MQD_MAIL_CLOSE_DONE: {
@@ -154,23 +141,20 @@ static void handle_mail(struct mqd_worker *w, struct mqd_mail *m)
 	}
 	case MQD_MAIL_SHUTDOWN:
 		free(m);
-		w->shutting_down = true;
-		for (struct mqd_conn *c = w->conns, *next; c; c = next) {
+		w->home.shutting_down = true;
+		for (struct mqd_conn *c = w->home.conns, *next; c; c = next) {
 			next = c->next;
 			mqd_conn_shutdown(c);
 		}
-		mqd_server_shutdown_ack(w->srv);
+		atomic_fetch_add(&w->counters->shutdown_acks, 1);
 		break;
 	case MQD_MAIL_STOP:
 		free(m);
 		event_base_loopbreak(w->base);
 		break;
-	case MQD_MAIL_DEAD:
-		mqd_policy_receive_dead(w, (struct mqd_mail_dead *)m);
-		break;
 	case MQD_MAIL_QUERY:
 		answer_query(w, (struct mqd_mail_query *)m);
-		mqd_server_post_main(w->srv, m);
+		mqd_mail_post_main(w->router, m);
 		break;
 	case MQD_MAIL_CONFIG: {
 		struct mqd_config_mail *c = (struct mqd_config_mail *)m;
@@ -180,24 +164,34 @@ static void handle_mail(struct mqd_worker *w, struct mqd_mail *m)
 	}
 	case MQD_MAIL_PAUSE:
 		free(m);
-		w->paused = true;
-		break;
-	case MQD_MAIL_ROUTE:
-	case MQD_MAIL_ROUTE_DONE:
-		mqd_pubsub_mail(w, m);
+		w->owner.paused = true;
 		break;
 	default:
-		mqd_log_error("worker %u: unknown mail type %d", w->index,
-		              m->type);
+		if (!mqd_owner_handle(&w->owner, m))
+			mqd_log_error("worker %u: unknown mail type %d",
+			              w->index, m->type);
 		break;
 	}
+}
+
+/* The router's handler for this worker (a mail sent to itself). */
+static void port_mail(void *ctx, struct mqd_mail *m)
+{
+	handle_mail(ctx, m);
+}
+
+void mqd_worker_port(struct mqd_worker *w, struct mqd_mail_port *out)
+{
+	out->mb = &w->mb;
+	out->handle = port_mail;
+	out->ctx = w;
 }
 
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
-	mqd_ops_timer(arg);
+	mqd_owner_timer(&((struct mqd_worker *)arg)->owner);
 }
 
 static void mailbox_cb(evutil_socket_t fd, short what, void *arg)
@@ -214,7 +208,7 @@ static void mailbox_cb(evutil_socket_t fd, short what, void *arg)
 		n++;
 	}
 	w->mails += n;
-	mqd_conn_release_credits(w);
+	mqd_conn_release_credits(&w->home);
 	/* More left: come back after the sockets have had a turn. */
 	if (n == DRAIN_BATCH)
 		event_active(w->mb_ev, EV_TIMEOUT, 0);
@@ -225,182 +219,61 @@ void mqd_worker_post(struct mqd_worker *w, struct mqd_mail *m)
 	mqd_mailbox_post(&w->mb, m);
 }
 
-/* ---- output batches ---------------------------------------------------- */
+/* ---- the owner's outbox ------------------------------------------------ */
 
-#define BATCH_MIN 4096
-#define BATCH_MAX (64 * 1024) /* a fuller batch goes at once */
-
-static void post_output(struct mqd_worker *w, struct mqd_conn *conn,
-                        struct mqd_mail_output *o)
+static void out_send(void *ctx, unsigned to, struct mqd_mail *m)
 {
-	o->conn = conn;
-	if (conn->home == w)
-		mqd_conn_output(conn, o);
-	else
-		mqd_worker_post(conn->home, &o->mail);
+	struct mqd_worker *w = ctx;
+
+	mqd_mail_send(w->router, w->index, to, m);
 }
 
-void mqd_worker_flush_peer(struct mqd_worker *w, struct mqd_peer *p)
+static void out_post(void *ctx, unsigned to, struct mqd_mail *m)
 {
-	struct mqd_mail_output *o = p->batch;
+	struct mqd_worker *w = ctx;
 
-	if (o == NULL)
-		return;
-	for (struct mqd_peer **pp = &w->batches; *pp; pp = &(*pp)->batch_next) {
-		if (*pp == p) {
-			*pp = p->batch_next;
-			break;
-		}
-	}
-	p->batch = NULL;
-	p->batch_next = NULL;
-	post_output(w, p->conn, o);
+	mqd_mail_post(w->router, to, m);
 }
 
-static void flush_all(struct mqd_worker *w)
+static int out_deadline(void *ctx, uint64_t at)
 {
-	while (w->batches)
-		mqd_worker_flush_peer(w, w->batches);
+	struct mqd_worker *w = ctx;
+	uint64_t now, ms;
+	struct timeval tv;
+
+	if (at == 0)
+		return evtimer_del(w->timer_ev);
+	now = mqd_mono_ms();
+	ms = at > now ? at - now : 0;
+	tv.tv_sec = (time_t)(ms / 1000);
+	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+	return evtimer_add(w->timer_ev, &tv);
+}
+
+static void out_flush_soon(void *ctx)
+{
+	struct mqd_worker *w = ctx;
+
+	event_active(w->flush_ev, EV_TIMEOUT, 0);
 }
 
 static void flush_cb(evutil_socket_t fd, short what, void *arg)
 {
+	struct mqd_worker *w = arg;
+
 	(void)fd;
 	(void)what;
-	flush_all(arg);
+	mqd_owner_flush(&w->owner);
 }
 
 /* Activated after flush_cb when output appeared: the pass is over. */
 static void write_cb(evutil_socket_t fd, short what, void *arg)
 {
+	struct mqd_worker *w = arg;
+
 	(void)fd;
 	(void)what;
-	mqd_conn_write_pending(arg);
-}
-
-/* The batch for conn, if this worker is filling one (the list is short:
- * the connections served in this pass). */
-static void flush_conn(struct mqd_worker *w, const struct mqd_conn *conn)
-{
-	for (struct mqd_peer *p = w->batches; p; p = p->batch_next) {
-		if (p->conn == conn) {
-			mqd_worker_flush_peer(w, p);
-			return;
-		}
-	}
-}
-
-int mqd_worker_push_frame(struct mqd_worker *w, struct mqd_peer *p,
-                          uint32_t tag, uint64_t sub_id, uint32_t credit,
-                          const void *head, size_t hlen, const void *body,
-                          size_t blen)
-{
-	struct mqd_mail_output *o = p->batch;
-	size_t need = hlen + blen;
-
-	/* Frames of several acknowledging consumers of one connection (a
-	 * consumer of many queues) share a batch with tag 0: the home worker
-	 * then keeps them behind any pending reply, which orders them after
-	 * their CONSUMEs' OKs, and there is no credit to return. */
-	if (o != NULL && o->tag != tag && sub_id == 0 && credit == 0 &&
-	    o->sub_id == 0 && o->credit == 0 && o->len + need <= BATCH_MAX)
-		o->tag = 0;
-	else if (o != NULL && (o->tag != tag || o->sub_id != sub_id ||
-	                       o->len + need > BATCH_MAX)) {
-		mqd_worker_flush_peer(w, p);
-		o = NULL;
-	}
-	if (o == NULL) {
-		size_t cap = need > BATCH_MIN ? need : BATCH_MIN;
-		o = malloc(sizeof *o + cap);
-		if (o == NULL)
-			return -1;
-		memset(o, 0, sizeof *o);
-		o->mail.type = MQD_MAIL_OUTPUT;
-		o->owner = w->index;
-		o->tag = tag;
-		o->sub_id = sub_id;
-		o->cap = cap;
-		if (w->batches == NULL)
-			event_active(w->flush_ev, EV_TIMEOUT, 0);
-		p->batch = o;
-		p->batch_next = w->batches;
-		w->batches = p;
-	} else if (o->len + need > o->cap) {
-		size_t cap = o->cap * 2 >= o->len + need ? o->cap * 2 : o->len + need;
-		struct mqd_mail_output *n = realloc(o, sizeof *o + cap);
-		if (n == NULL)
-			return -1;
-		n->cap = cap;
-		p->batch = o = n;
-	}
-	memcpy(o->data + o->len, head, hlen);
-	memcpy(o->data + o->len + hlen, body, blen);
-	o->len += need;
-	o->frames++;
-	o->credit += credit;
-	return 0;
-}
-
-void mqd_worker_answer(struct mqd_worker *w, struct mqd_req *r)
-{
-	struct mqd_worker *home = r->conn->home;
-
-	/* Deliveries made before this answer reach the connection first. */
-	if (w->batches)
-		flush_conn(w, r->conn);
-
-	if (home == w) {
-		mqd_conn_req_done(r);
-	} else {
-		r->mail.type = MQD_MAIL_REPLY;
-		mqd_worker_post(home, &r->mail);
-	}
-}
-
-void mqd_worker_push(struct mqd_worker *w, struct mqd_peer *p,
-                     struct mqd_mail_output *o)
-{
-	mqd_worker_flush_peer(w, p);
-	post_output(w, p->conn, o);
-}
-
-void mqd_worker_close_done(struct mqd_worker *w, struct mqd_mail_close *c)
-{
-	/* Reuse the mail for the answer: every mail this owner sent the
-	 * connection before now is already ahead of it. */
-	if (w->batches)
-		flush_conn(w, c->conn);
-	c->mail.type = MQD_MAIL_CLOSE_DONE;
-	mqd_worker_post(&w->srv->workers[c->conn->home->index], &c->mail);
-}
-
-void mqd_worker_wait_done(struct mqd_worker *w, struct mqd_peer *p)
-{
-	if (--p->waits > 0 || p->close == NULL)
-		return;
-	/* The connection closed while this was out: now it may go. */
-	mqd_worker_close_done(w, p->close);
-	free(p);
-}
-
-struct mqd_peer *mqd_worker_peer(struct mqd_worker *w, struct mqd_conn *c)
-{
-	struct mqd_peer *p = mqd_idmap_get(&w->peers, c->id);
-
-	if (p != NULL)
-		return p;
-	p = calloc(1, sizeof *p);
-	if (p == NULL)
-		return NULL;
-	p->conn_id = c->id;
-	p->conn = c;
-	p->home = c->home->index;
-	if (mqd_idmap_put(&w->peers, c->id, p) < 0) {
-		free(p);
-		return NULL;
-	}
-	return p;
+	mqd_conn_write_pending(&w->home);
 }
 
 /*
@@ -422,25 +295,38 @@ static struct event_base *new_base(void)
 	return base;
 }
 
-int mqd_worker_init(struct mqd_worker *w, struct mqd_server *srv,
-                    unsigned index)
+int mqd_worker_init(struct mqd_worker *w, unsigned index, unsigned nworkers,
+                    const struct mqd_config *cfg,
+                    const struct mqd_router *router,
+                    struct mqd_counters *counters,
+                    struct mqd_dlgraph *dlgraph)
 {
+	const struct mqd_outbox out = {
+		.ctx = w,
+		.send = out_send,
+		.post = out_post,
+		.deadline = out_deadline,
+		.flush_soon = out_flush_soon,
+	};
+
 	memset(w, 0, sizeof *w);
-	w->srv = srv;
 	w->index = index;
-	w->cfg = srv->cfg;
+	w->router = router;
+	w->counters = counters;
+	w->cfg = *cfg;
 	w->cfg.queues = NULL; /* the sections belong to the server */
 	w->cfg.nqueues = 0;
-	mqd_qtable_init(&w->queues);
-	mqd_idmap_init(&w->held);
-	mqd_idmap_init(&w->peers);
-	mqd_timers_init(&w->timers);
 	w->mb.efd = -1;
+	/* The owner first: mqd_worker_destroy frees it whatever fails next. */
+	if (mqd_owner_init(&w->owner, index, nworkers, &w->cfg, NULL, dlgraph,
+	                   &out) < 0)
+		return -1;
 	if (mqd_mailbox_init(&w->mb) < 0)
 		return -1;
 	w->base = new_base();
 	if (w->base == NULL)
 		return -1;
+	w->owner.base = w->base;
 	w->mb_ev = event_new(w->base, w->mb.efd, EV_READ | EV_PERSIST,
 	                     mailbox_cb, w);
 	if (w->mb_ev == NULL || event_add(w->mb_ev, NULL) < 0)
@@ -452,7 +338,14 @@ int mqd_worker_init(struct mqd_worker *w, struct mqd_server *srv,
 	w->timer_ev = evtimer_new(w->base, timer_cb, w);
 	if (w->timer_ev == NULL)
 		return -1;
-	return mqd_pubsub_init(w);
+	w->home.index = index;
+	w->home.nworkers = nworkers;
+	w->home.router = router;
+	w->home.counters = counters;
+	w->home.cfg = &w->cfg;
+	w->home.base = w->base;
+	w->home.write_ev = w->write_ev;
+	return 0;
 }
 
 static void *worker_main(void *arg)
@@ -496,20 +389,12 @@ void mqd_worker_destroy(struct mqd_worker *w)
 		    m->type != MQD_MAIL_QUERY)
 			free(m);
 	}
-	while (w->batches) { /* connections are gone: drop their output */
-		struct mqd_peer *p = w->batches;
-		w->batches = p->batch_next;
-		free(p->batch);
-		p->batch = NULL;
-	}
-	mqd_ops_free_all(w);
-	mqd_conn_free_spares(w);
-	mqd_pubsub_free(w);
+	mqd_owner_free(&w->owner);
+	mqd_conn_free_spares(&w->home);
 	if (w->flush_ev)
 		event_free(w->flush_ev);
 	if (w->write_ev)
 		event_free(w->write_ev);
-	mqd_wbuf_free(&w->scratch);
 	if (w->timer_ev)
 		event_free(w->timer_ev);
 	if (w->mb_ev)

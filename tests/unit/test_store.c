@@ -13,7 +13,8 @@
 
 #include "store/idmap.h"
 #include "store/queue.h"
-#include "worker/mailbox.h"
+#include "store/track.h"
+#include "mail/mailbox.h"
 
 static struct mqd_msg *msg(uint64_t id, uint8_t prio, const char *body)
 {

@@ -26,32 +26,27 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct mqd_worker;
+struct mqd_owner;
 struct mqd_req;
 struct mqd_peer;
 struct mqd_mail;
 
-/* The shard of a topic or pattern: *all set when every worker holds it
- * (a pattern whose first token is a wildcard). */
-unsigned mqd_pubsub_shard(const char *name, size_t len, unsigned nworkers,
-                          bool *all);
-
-int mqd_pubsub_init(struct mqd_worker *w) __attribute__((warn_unused_result));
-void mqd_pubsub_free(struct mqd_worker *w);
+int mqd_pubsub_init(struct mqd_owner *ow) __attribute__((warn_unused_result));
+void mqd_pubsub_free(struct mqd_owner *ow);
 
 /* Owner side of the ops (from mqd_ops_exec). */
-void mqd_pubsub_exec_subscribe(struct mqd_worker *w, struct mqd_req *r);
-void mqd_pubsub_exec_unsubscribe(struct mqd_worker *w, struct mqd_req *r);
-void mqd_pubsub_exec_publish(struct mqd_worker *w, struct mqd_req *r);
-void mqd_pubsub_exec_bind(struct mqd_worker *w, struct mqd_req *r);
-void mqd_pubsub_exec_unbind(struct mqd_worker *w, struct mqd_req *r);
+void mqd_pubsub_exec_subscribe(struct mqd_owner *ow, struct mqd_req *r);
+void mqd_pubsub_exec_unsubscribe(struct mqd_owner *ow, struct mqd_req *r);
+void mqd_pubsub_exec_publish(struct mqd_owner *ow, struct mqd_req *r);
+void mqd_pubsub_exec_bind(struct mqd_owner *ow, struct mqd_req *r);
+void mqd_pubsub_exec_unbind(struct mqd_owner *ow, struct mqd_req *r);
 
 /* MQD_MAIL_ROUTE and MQD_MAIL_ROUTE_DONE. */
-void mqd_pubsub_mail(struct mqd_worker *w, struct mqd_mail *m);
+void mqd_pubsub_mail(struct mqd_owner *ow, struct mqd_mail *m);
 /* A connection is gone: drop its subscriptions held here. */
-void mqd_pubsub_peer_closed(struct mqd_worker *w, struct mqd_peer *p);
+void mqd_pubsub_peer_closed(struct mqd_owner *ow, struct mqd_peer *p);
 /* A queue was deleted: every worker forgets its bindings. */
-void mqd_pubsub_queue_deleted(struct mqd_worker *w, const char *name,
+void mqd_pubsub_queue_deleted(struct mqd_owner *ow, const char *name,
                               size_t len);
 /* Teardown: free a route mail left in a mailbox. */
 void mqd_pubsub_free_mail(struct mqd_mail *m);

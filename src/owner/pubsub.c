@@ -17,15 +17,13 @@
 
 #include "core/clock.h"
 #include "core/log.h"
-#include "net/conn.h"
 #include "proto/proto.h"
-#include "route/pubsub.h"
+#include "owner/pubsub.h"
 #include "route/topics.h"
-#include "server.h"
-#include "store/ops.h"
+#include "owner/ops.h"
 #include "store/queue.h"
 #include "core/shard.h"
-#include "worker/worker.h"
+#include "owner/owner.h"
 
 enum { ENTRY_SUB = 1, ENTRY_BIND = 2 };
 
@@ -75,33 +73,21 @@ struct mqd_mail_route {
 	uint32_t result;
 };
 
-/* ---- shards -------------------------------------------------------------- */
-
-unsigned mqd_pubsub_shard(const char *name, size_t len, unsigned nworkers,
-                          bool *all)
+int mqd_pubsub_init(struct mqd_owner *ow)
 {
-	const char *dot = memchr(name, '.', len);
-	size_t first = dot ? (size_t)(dot - name) : len;
-
-	*all = first == 1 && (name[0] == '*' || name[0] == '>');
-	return *all ? 0 : mqd_shard_of(name, first, nworkers);
+	ow->topics = mqd_topics_new();
+	return ow->topics ? 0 : -1;
 }
 
-int mqd_pubsub_init(struct mqd_worker *w)
-{
-	w->topics = mqd_topics_new();
-	return w->topics ? 0 : -1;
-}
-
-void mqd_pubsub_free(struct mqd_worker *w)
+void mqd_pubsub_free(struct mqd_owner *ow)
 {
 	/* Subscriptions went with their peers; what is left are bindings,
 	 * which the worker's list owns. */
-	mqd_topics_free(w->topics, NULL);
-	w->topics = NULL;
-	while (w->bindings) {
-		struct mqd_binding *b = w->bindings;
-		w->bindings = b->next;
+	mqd_topics_free(ow->topics, NULL);
+	ow->topics = NULL;
+	while (ow->bindings) {
+		struct mqd_binding *b = ow->bindings;
+		ow->bindings = b->next;
 		free(b);
 	}
 }
@@ -117,26 +103,26 @@ void mqd_pubsub_free_mail(struct mqd_mail *m)
 
 /* ---- answering ----------------------------------------------------------- */
 
-static void answer_error(struct mqd_worker *w, struct mqd_req *r, int code,
+static void answer_error(struct mqd_owner *ow, struct mqd_req *r, int code,
                          const char *msg)
 {
 	mqd_enc_error(&r->reply, r->tag, (uint16_t)code, msg);
-	mqd_worker_answer(w, r);
+	mqd_owner_answer(ow, r);
 }
 
-static void answer_ok(struct mqd_worker *w, struct mqd_req *r)
+static void answer_ok(struct mqd_owner *ow, struct mqd_req *r)
 {
 	if (r->flags & MQD_F_QUIET)
 		r->quiet_ok = true;
 	else if (r->parent == NULL)
 		mqd_enc_ok(&r->reply, r->tag);
-	mqd_worker_answer(w, r);
+	mqd_owner_answer(ow, r);
 }
 
-static struct route_wait *wait_new(struct mqd_worker *w, struct mqd_req *r,
+static struct route_wait *wait_new(struct mqd_owner *ow, struct mqd_req *r,
                                    int kind)
 {
-	struct mqd_peer *p = mqd_worker_peer(w, r->conn);
+	struct mqd_peer *p = mqd_owner_peer(ow, r);
 	struct route_wait *wt = p ? calloc(1, sizeof *wt) : NULL;
 
 	if (wt == NULL)
@@ -148,7 +134,7 @@ static struct route_wait *wait_new(struct mqd_worker *w, struct mqd_req *r,
 	return wt;
 }
 
-static void wait_finish(struct mqd_worker *w, struct route_wait *wt)
+static void wait_finish(struct mqd_owner *ow, struct route_wait *wt)
 {
 	struct mqd_req *r = wt->req;
 	struct mqd_peer *p = wt->peer;
@@ -159,23 +145,23 @@ static void wait_finish(struct mqd_worker *w, struct route_wait *wt)
 			r->quiet_ok = true;
 		else
 			mqd_enc_ok_u32(&r->reply, r->tag, wt->count);
-		mqd_worker_answer(w, r);
+		mqd_owner_answer(ow, r);
 		break;
 	case WAIT_BIND:
-		answer_ok(w, r);
+		answer_ok(ow, r);
 		break;
 	case WAIT_UNBIND:
 		if (wt->count == 0)
-			answer_error(w, r, MQD_ERR_NOT_FOUND,
+			answer_error(ow, r, MQD_ERR_NOT_FOUND,
 			             "no such binding");
 		else
-			answer_ok(w, r);
+			answer_ok(ow, r);
 		break;
 	default:
 		break;
 	}
 	free(wt);
-	mqd_worker_wait_done(w, p);
+	mqd_owner_wait_done(ow, p);
 }
 
 static struct mqd_mail_route *route_new(int kind, const char *queue,
@@ -197,30 +183,27 @@ static struct mqd_mail_route *route_new(int kind, const char *queue,
 	return m;
 }
 
-static void route_handle(struct mqd_worker *w, struct mqd_mail_route *m);
+static void route_handle(struct mqd_owner *ow, struct mqd_mail_route *m);
 
 /* Send m to worker `to` (or handle it here), answering to wt. */
-static void route_send(struct mqd_worker *w, unsigned to,
+static void route_send(struct mqd_owner *ow, unsigned to,
                        struct mqd_mail_route *m, struct route_wait *wt)
 {
 	m->wait = wt;
-	m->back = w->index;
+	m->back = ow->index;
 	if (wt)
 		wt->pending++;
-	if (to == w->index)
-		route_handle(w, m);
-	else
-		mqd_worker_post(&w->srv->workers[to], &m->mail);
+	mqd_owner_send(ow, to, &m->mail);
 }
 
 /* ---- bindings on a shard --------------------------------------------------- */
 
-static struct mqd_binding **find_binding(struct mqd_worker *w,
+static struct mqd_binding **find_binding(struct mqd_owner *ow,
                                          const struct mqd_mail_route *m)
 {
 	struct mqd_binding **pp;
 
-	for (pp = &w->bindings; *pp; pp = &(*pp)->next)
+	for (pp = &ow->bindings; *pp; pp = &(*pp)->next)
 		if ((*pp)->qlen == m->qlen && (*pp)->plen == m->plen &&
 		    memcmp((*pp)->queue, m->queue, m->qlen) == 0 &&
 		    memcmp((*pp)->pattern, m->pattern, m->plen) == 0)
@@ -228,9 +211,9 @@ static struct mqd_binding **find_binding(struct mqd_worker *w,
 	return pp;
 }
 
-static uint32_t bind_add(struct mqd_worker *w, const struct mqd_mail_route *m)
+static uint32_t bind_add(struct mqd_owner *ow, const struct mqd_mail_route *m)
 {
-	struct mqd_binding **pp = find_binding(w, m), *b;
+	struct mqd_binding **pp = find_binding(ow, m), *b;
 
 	if (*pp != NULL)
 		return 1; /* bound already: BIND is idempotent */
@@ -242,77 +225,77 @@ static uint32_t bind_add(struct mqd_worker *w, const struct mqd_mail_route *m)
 	b->qlen = m->qlen;
 	memcpy(b->pattern, m->pattern, m->plen);
 	b->plen = m->plen;
-	if (mqd_topics_add(w->topics, b->pattern, b->plen, b) < 0) {
+	if (mqd_topics_add(ow->topics, b->pattern, b->plen, b) < 0) {
 		free(b);
 		return 0;
 	}
-	b->next = w->bindings;
-	w->bindings = b;
+	b->next = ow->bindings;
+	ow->bindings = b;
 	return 1;
 }
 
-static void bind_remove(struct mqd_worker *w, struct mqd_binding **pp)
+static void bind_remove(struct mqd_owner *ow, struct mqd_binding **pp)
 {
 	struct mqd_binding *b = *pp;
 
-	(void)mqd_topics_remove(w->topics, b->pattern, b->plen, b);
+	(void)mqd_topics_remove(ow->topics, b->pattern, b->plen, b);
 	*pp = b->next;
 	free(b);
 }
 
-static uint32_t bind_del(struct mqd_worker *w, const struct mqd_mail_route *m)
+static uint32_t bind_del(struct mqd_owner *ow, const struct mqd_mail_route *m)
 {
-	struct mqd_binding **pp = find_binding(w, m);
+	struct mqd_binding **pp = find_binding(ow, m);
 
 	if (*pp == NULL)
 		return 0;
-	bind_remove(w, pp);
+	bind_remove(ow, pp);
 	return 1;
 }
 
-static void drop_queue(struct mqd_worker *w, const struct mqd_mail_route *m)
+static void drop_queue(struct mqd_owner *ow, const struct mqd_mail_route *m)
 {
-	struct mqd_binding **pp = &w->bindings;
+	struct mqd_binding **pp = &ow->bindings;
 
 	while (*pp) {
 		if ((*pp)->qlen == m->qlen &&
 		    memcmp((*pp)->queue, m->queue, m->qlen) == 0)
-			bind_remove(w, pp);
+			bind_remove(ow, pp);
 		else
 			pp = &(*pp)->next;
 	}
 }
 
 /* A copy for a bound queue owned here: 1 if the queue took it. */
-static uint32_t store_copy(struct mqd_worker *w, struct mqd_mail_route *m)
+static uint32_t store_copy(struct mqd_owner *ow, struct mqd_mail_route *m)
 {
-	struct mqd_queue *q = mqd_qtable_get(&w->queues, m->queue, m->qlen);
+	struct mqd_queue *q = mqd_qtable_get(&ow->queues, m->queue, m->qlen);
 	struct mqd_msg *msg = m->msg;
 
 	m->msg = NULL;
 	/* A bound queue is never auto-created: it was deleted meanwhile. */
-	if (q == NULL || mqd_ops_store(w, q, msg) != 0) {
+	if (q == NULL || mqd_ops_store(ow, q, msg) != 0) {
 		mqd_msg_free(msg);
 		return 0;
 	}
-	mqd_ops_dispatch(w, q);
+	mqd_ops_dispatch(ow, q);
 	return 1;
 }
 
-static void route_handle(struct mqd_worker *w, struct mqd_mail_route *m)
+static void route_handle(struct mqd_owner *ow, struct mqd_mail_route *m)
 {
 	switch (m->kind) {
 	case ROUTE_BIND_ADD:
-		m->result = bind_add(w, m);
+		m->result = bind_add(ow, m);
 		break;
 	case ROUTE_BIND_DEL:
-		m->result = bind_del(w, m);
+		m->result = bind_del(ow, m);
 		break;
 	case ROUTE_COPY:
-		m->result = store_copy(w, m);
+		m->result = store_copy(ow, m);
 		break;
 	case ROUTE_DROP_QUEUE:
-		drop_queue(w, m);
+		drop_queue(ow, m);
 		break;
 	default:
 		break;
@@ -322,32 +305,29 @@ static void route_handle(struct mqd_worker *w, struct mqd_mail_route *m)
 		return;
 	}
 	m->mail.type = MQD_MAIL_ROUTE_DONE;
-	if (m->back == w->index)
-		mqd_pubsub_mail(w, &m->mail);
-	else
-		mqd_worker_post(&w->srv->workers[m->back], &m->mail);
+	mqd_owner_send(ow, m->back, &m->mail);
 }
 
-void mqd_pubsub_mail(struct mqd_worker *w, struct mqd_mail *mail)
+void mqd_pubsub_mail(struct mqd_owner *ow, struct mqd_mail *mail)
 {
 	struct mqd_mail_route *m = (struct mqd_mail_route *)mail;
 	struct route_wait *wt;
 
 	if (m->mail.type == MQD_MAIL_ROUTE) {
-		route_handle(w, m);
+		route_handle(ow, m);
 		return;
 	}
 	wt = m->wait;
 	wt->count += m->result;
 	mqd_pubsub_free_mail(&m->mail);
 	if (--wt->pending == 0)
-		wait_finish(w, wt);
+		wait_finish(ow, wt);
 }
 
-void mqd_pubsub_queue_deleted(struct mqd_worker *w, const char *name,
+void mqd_pubsub_queue_deleted(struct mqd_owner *ow, const char *name,
                               size_t len)
 {
-	for (unsigned i = 0; i < w->srv->nworkers; i++) {
+	for (unsigned i = 0; i < ow->nworkers; i++) {
 		struct mqd_mail_route *m =
 			route_new(ROUTE_DROP_QUEUE, name, len, NULL, 0);
 		if (m == NULL) {
@@ -356,30 +336,30 @@ void mqd_pubsub_queue_deleted(struct mqd_worker *w, const char *name,
 			              (int)len, name, i);
 			continue;
 		}
-		route_send(w, i, m, NULL);
+		route_send(ow, i, m, NULL);
 	}
 }
 
 /* BIND and UNBIND, on the queue's owner: update every shard of the pattern
  * and answer when they all have. */
-static void bind_op(struct mqd_worker *w, struct mqd_req *r, int kind,
+static void bind_op(struct mqd_owner *ow, struct mqd_req *r, int kind,
                     int wait_kind)
 {
-	struct mqd_queue *q = mqd_qtable_get(&w->queues, r->name, r->name_len);
+	struct mqd_queue *q = mqd_qtable_get(&ow->queues, r->name, r->name_len);
 	struct route_wait *wt;
 	bool all;
-	unsigned shard, n = w->srv->nworkers;
+	unsigned shard, n = ow->nworkers;
 
 	if (q == NULL) {
-		answer_error(w, r, MQD_ERR_NOT_FOUND, "no such queue");
+		answer_error(ow, r, MQD_ERR_NOT_FOUND, "no such queue");
 		return;
 	}
-	wt = wait_new(w, r, wait_kind);
+	wt = wait_new(ow, r, wait_kind);
 	if (wt == NULL) {
-		answer_error(w, r, MQD_ERR_INTERNAL, "out of memory");
+		answer_error(ow, r, MQD_ERR_INTERNAL, "out of memory");
 		return;
 	}
-	shard = mqd_pubsub_shard(r->pattern, r->pattern_len, n, &all);
+	shard = mqd_topics_shard(r->pattern, r->pattern_len, n, &all);
 	wt->pending = 1; /* held until every mail is sent */
 	for (unsigned i = all ? 0 : shard; i < (all ? n : shard + 1); i++) {
 		struct mqd_mail_route *m = route_new(kind, r->name, r->name_len,
@@ -388,31 +368,31 @@ static void bind_op(struct mqd_worker *w, struct mqd_req *r, int kind,
 			mqd_log_error("out of memory binding %s", r->name);
 			continue;
 		}
-		route_send(w, i, m, wt);
+		route_send(ow, i, m, wt);
 	}
 	if (--wt->pending == 0)
-		wait_finish(w, wt);
+		wait_finish(ow, wt);
 }
 
-void mqd_pubsub_exec_bind(struct mqd_worker *w, struct mqd_req *r)
+void mqd_pubsub_exec_bind(struct mqd_owner *ow, struct mqd_req *r)
 {
-	bind_op(w, r, ROUTE_BIND_ADD, WAIT_BIND);
+	bind_op(ow, r, ROUTE_BIND_ADD, WAIT_BIND);
 }
 
-void mqd_pubsub_exec_unbind(struct mqd_worker *w, struct mqd_req *r)
+void mqd_pubsub_exec_unbind(struct mqd_owner *ow, struct mqd_req *r)
 {
-	bind_op(w, r, ROUTE_BIND_DEL, WAIT_UNBIND);
+	bind_op(ow, r, ROUTE_BIND_DEL, WAIT_UNBIND);
 }
 
 /* ---- subscriptions ----------------------------------------------------------- */
 
-void mqd_pubsub_exec_subscribe(struct mqd_worker *w, struct mqd_req *r)
+void mqd_pubsub_exec_subscribe(struct mqd_owner *ow, struct mqd_req *r)
 {
-	struct mqd_peer *p = mqd_worker_peer(w, r->conn);
+	struct mqd_peer *p = mqd_owner_peer(ow, r);
 	struct mqd_sub_entry *e = p ? calloc(1, sizeof *e) : NULL;
 
 	if (e == NULL) {
-		answer_error(w, r, MQD_ERR_INTERNAL, "out of memory");
+		answer_error(ow, r, MQD_ERR_INTERNAL, "out of memory");
 		return;
 	}
 	e->kind = ENTRY_SUB;
@@ -421,45 +401,45 @@ void mqd_pubsub_exec_subscribe(struct mqd_worker *w, struct mqd_req *r)
 	e->sub_id = r->sub_id;
 	memcpy(e->pattern, r->pattern, r->pattern_len);
 	e->len = r->pattern_len;
-	if (mqd_topics_add(w->topics, e->pattern, e->len, e) < 0) {
+	if (mqd_topics_add(ow->topics, e->pattern, e->len, e) < 0) {
 		free(e);
-		answer_error(w, r, MQD_ERR_INTERNAL, "out of memory");
+		answer_error(ow, r, MQD_ERR_INTERNAL, "out of memory");
 		return;
 	}
 	e->pnext = p->subs;
 	p->subs = e;
-	answer_ok(w, r);
+	answer_ok(ow, r);
 }
 
-static void sub_remove(struct mqd_worker *w, struct mqd_peer *p,
+static void sub_remove(struct mqd_owner *ow, struct mqd_peer *p,
                        struct mqd_sub_entry **pp)
 {
 	struct mqd_sub_entry *e = *pp;
 
-	(void)mqd_topics_remove(w->topics, e->pattern, e->len, e);
+	(void)mqd_topics_remove(ow->topics, e->pattern, e->len, e);
 	*pp = e->pnext;
 	(void)p;
 	free(e);
 }
 
-void mqd_pubsub_exec_unsubscribe(struct mqd_worker *w, struct mqd_req *r)
+void mqd_pubsub_exec_unsubscribe(struct mqd_owner *ow, struct mqd_req *r)
 {
-	struct mqd_peer *p = mqd_idmap_get(&w->peers, r->conn->id);
+	struct mqd_peer *p = mqd_idmap_get(&ow->peers, r->conn_id);
 
 	for (struct mqd_sub_entry **pp = p ? &p->subs : NULL; pp && *pp;
 	     pp = &(*pp)->pnext) {
 		if ((*pp)->sub_id == r->sub_id) {
-			sub_remove(w, p, pp);
+			sub_remove(ow, p, pp);
 			break;
 		}
 	}
-	answer_ok(w, r);
+	answer_ok(ow, r);
 }
 
-void mqd_pubsub_peer_closed(struct mqd_worker *w, struct mqd_peer *p)
+void mqd_pubsub_peer_closed(struct mqd_owner *ow, struct mqd_peer *p)
 {
 	while (p->subs)
-		sub_remove(w, p, &p->subs);
+		sub_remove(ow, p, &p->subs);
 }
 
 /* ---- publish --------------------------------------------------------------- */
@@ -513,7 +493,7 @@ static void collect_cb(void *arg, void *value)
 /* The DELIVER frame, once: its first 10 bytes (length, op, flags, tag 0)
  * into head, the rest (whose tail is the body) into a shared buffer for
  * every subscriber and every bound queue's copy.  NULL out of memory. */
-static struct mqd_shared *encode_once(struct mqd_worker *w,
+static struct mqd_shared *encode_once(struct mqd_owner *ow,
                                       const struct mqd_send *s,
                                       uint8_t head[MQD_FRAME_HDR_SIZE])
 {
@@ -522,7 +502,7 @@ static struct mqd_shared *encode_once(struct mqd_worker *w,
 	struct mqd_shared *sh;
 
 	memset(&v, 0, sizeof v);
-	v.id = mqd_worker_new_id(w);
+	v.id = mqd_owner_new_id(ow);
 	v.source = s->dest;
 	v.attempts = 1;
 	v.timestamp_ms = mqd_now_ms();
@@ -554,7 +534,7 @@ static struct mqd_shared *encode_once(struct mqd_worker *w,
 /* One DELIVER for every subscriber: its own 10-byte header, and the
  * payload copied into the subscriber's output batch (small) or by
  * reference (large). */
-static void fan_out(struct mqd_worker *w, struct mqd_shared *sh,
+static void fan_out(struct mqd_owner *ow, struct mqd_shared *sh,
                     const uint8_t head[MQD_FRAME_HDR_SIZE], struct matches *mt)
 {
 	uint8_t h[MQD_FRAME_HDR_SIZE];
@@ -564,7 +544,7 @@ static void fan_out(struct mqd_worker *w, struct mqd_shared *sh,
 		struct mqd_sub_entry *e = mt->subs[i];
 		if (sh->len <= FANOUT_COPY_MAX) {
 			mqd_store32(h + 6, e->tag);
-			if (mqd_worker_push_frame(w, e->peer, e->tag, e->sub_id, 0, h,
+			if (mqd_owner_push_frame(ow, e->peer, e->tag, e->sub_id, 0, h,
 			                          sizeof h, sh->data, sh->len) < 0)
 				continue; /* at-most-once: this subscriber misses it */
 			continue;
@@ -574,7 +554,7 @@ static void fan_out(struct mqd_worker *w, struct mqd_shared *sh,
 			continue; /* at-most-once: this subscriber misses it */
 		memset(o, 0, sizeof *o);
 		o->mail.type = MQD_MAIL_OUTPUT;
-		o->owner = w->index;
+		o->owner = ow->index;
 		o->tag = e->tag;
 		o->sub_id = e->sub_id;
 		o->len = MQD_FRAME_HDR_SIZE;
@@ -582,11 +562,11 @@ static void fan_out(struct mqd_worker *w, struct mqd_shared *sh,
 		mqd_store32(o->data + 6, e->tag);
 		mqd_shared_ref(sh);
 		o->shared = sh;
-		mqd_worker_push(w, e->peer, o);
+		mqd_owner_push(ow, e->peer, o);
 	}
 }
 
-void mqd_pubsub_exec_publish(struct mqd_worker *w, struct mqd_req *r)
+void mqd_pubsub_exec_publish(struct mqd_owner *ow, struct mqd_req *r)
 {
 	const struct mqd_send *s = &r->p.send;
 	struct matches mt;
@@ -595,18 +575,18 @@ void mqd_pubsub_exec_publish(struct mqd_worker *w, struct mqd_req *r)
 	uint8_t head[MQD_FRAME_HDR_SIZE];
 
 	memset(&mt, 0, sizeof mt);
-	mqd_topics_match(w->topics, (const char *)s->dest.p, s->dest.len,
+	mqd_topics_match(ow->topics, (const char *)s->dest.p, s->dest.len,
 	                 collect_cb, &mt);
 	if (mt.oom)
 		mqd_log_error("out of memory matching a publish: some "
 		              "receivers missed it");
 	if (mt.nsubs + mt.nbinds > 0)
-		sh = encode_once(w, s, head);
+		sh = encode_once(ow, s, head);
 	if (sh == NULL)
 		mt.nsubs = mt.nbinds = 0; /* out of memory: nobody gets it */
 	if (mt.nsubs > 0)
-		fan_out(w, sh, head, &mt);
-	if (mt.nbinds > 0 && (wt = wait_new(w, r, WAIT_PUBLISH)) != NULL) {
+		fan_out(ow, sh, head, &mt);
+	if (mt.nbinds > 0 && (wt = wait_new(ow, r, WAIT_PUBLISH)) != NULL) {
 		wt->count = (uint32_t)mt.nsubs;
 		wt->pending = 1; /* held until every copy is sent */
 		for (size_t i = 0; i < mt.nbinds; i++) {
@@ -627,20 +607,20 @@ void mqd_pubsub_exec_publish(struct mqd_worker *w, struct mqd_req *r)
 			msg->ttl_ms = s->ttl_ms;
 			msg->delay_ms = s->delay_ms;
 			m->msg = msg;
-			route_send(w, mqd_shard_of(b->queue, b->qlen,
-			                           w->srv->nworkers),
+			route_send(ow, mqd_shard_of(b->queue, b->qlen,
+			                           ow->nworkers),
 			           m, wt);
 		}
 	}
 	if (wt != NULL) {
 		if (--wt->pending == 0)
-			wait_finish(w, wt);
+			wait_finish(ow, wt);
 	} else {
 		if (r->flags & MQD_F_QUIET)
 			r->quiet_ok = true;
 		else
 			mqd_enc_ok_u32(&r->reply, r->tag, (uint32_t)mt.nsubs);
-		mqd_worker_answer(w, r);
+		mqd_owner_answer(ow, r);
 	}
 	mqd_shared_unref(sh);
 	free(mt.subs);

@@ -13,7 +13,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "worker/mailbox.h"
+#include "mail/mailbox.h"
 
 int mqd_mailbox_init(struct mqd_mailbox *mb)
 {

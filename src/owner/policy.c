@@ -6,57 +6,55 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <event2/event.h>
-
 #include "core/clock.h"
 #include "core/log.h"
 #include "proto/proto.h"
-#include "server.h"
-#include "store/ops.h"
-#include "store/policy.h"
+#include "owner/ops.h"
+#include "owner/policy.h"
 #include "store/queue.h"
+#include "store/track.h"
 #include "core/shard.h"
-#include "worker/worker.h"
+#include "owner/owner.h"
 
-int mqd_policy_set_timer(struct mqd_worker *w, struct mqd_msg *m, uint64_t at)
+int mqd_policy_set_timer(struct mqd_owner *ow, struct mqd_msg *m, uint64_t at)
 {
-	if (mqd_timers_set(&w->timers, m, at) < 0)
+	if (mqd_timers_set(&ow->timers, m, at) < 0)
 		return -1;
-	if (w->timer_armed == 0 || at < w->timer_armed)
-		mqd_policy_rearm(w);
+	if (ow->timer_armed == 0 || at < ow->timer_armed)
+		mqd_policy_rearm(ow);
 	return 0;
 }
 
-int mqd_policy_set_expiry(struct mqd_worker *w, struct mqd_msg *m,
+int mqd_policy_set_expiry(struct mqd_owner *ow, struct mqd_msg *m,
                           uint32_t ttl_ms)
 {
 	struct mqd_track *k;
 
 	if (ttl_ms == 0)
 		return 0;
-	if ((k = mqd_track_get(&w->timers, m)) == NULL)
+	if ((k = mqd_track_get(&ow->timers, m)) == NULL)
 		return -1;
 	k->expires_at = mqd_mono_ms() + ttl_ms;
 	return 0;
 }
 
-int mqd_policy_enqueue(struct mqd_worker *w, struct mqd_queue *q,
+int mqd_policy_enqueue(struct mqd_owner *ow, struct mqd_queue *q,
                        struct mqd_msg *m, bool head)
 {
 	uint64_t expires = mqd_msg_expires(m);
 
 	if (expires && mqd_mono_ms() >= expires) {
-		mqd_policy_expire(w, q, m);
+		mqd_policy_expire(ow, q, m);
 		return 0;
 	}
 	if (expires) {
-		if (mqd_policy_set_timer(w, m, expires) < 0)
+		if (mqd_policy_set_timer(ow, m, expires) < 0)
 			return -1;
 	} else {
 		/* Ready with no deadline: out of the heap, and the track goes
 		 * unless it keeps past attempts. */
-		mqd_timers_cancel(&w->timers, m);
-		mqd_track_trim(&w->timers, m);
+		mqd_timers_cancel(&ow->timers, m);
+		mqd_track_trim(&ow->timers, m);
 	}
 	if (head)
 		mqd_queue_push_head(q, m);
@@ -65,24 +63,24 @@ int mqd_policy_enqueue(struct mqd_worker *w, struct mqd_queue *q,
 	return 0;
 }
 
-int mqd_policy_delay(struct mqd_worker *w, struct mqd_queue *q,
+int mqd_policy_delay(struct mqd_owner *ow, struct mqd_queue *q,
                      struct mqd_msg *m, uint64_t due)
 {
 	/* Wake at whichever comes first: ready, or expired while waiting. */
 	uint64_t expires = mqd_msg_expires(m);
 	uint64_t at = expires && expires < due ? expires : due;
 
-	if (mqd_policy_set_timer(w, m, at) < 0)
+	if (mqd_policy_set_timer(ow, m, at) < 0)
 		return -1;
 	mqd_queue_add_delayed(q, m);
 	return 0;
 }
 
-void mqd_policy_expire(struct mqd_worker *w, struct mqd_queue *q,
+void mqd_policy_expire(struct mqd_owner *ow, struct mqd_queue *q,
                        struct mqd_msg *m)
 {
 	q->stats.expired++;
-	mqd_policy_dead_letter(w, q, m, "expired");
+	mqd_policy_dead_letter(ow, q, m, "expired");
 }
 
 /* The original headers without any x-dead-* of an earlier dead-lettering,
@@ -116,7 +114,7 @@ static void count_lost(struct mqd_queue *q, const char *reason)
 		q->stats.dropped++;
 }
 
-void mqd_policy_dead_letter(struct mqd_worker *w, struct mqd_queue *q,
+void mqd_policy_dead_letter(struct mqd_owner *ow, struct mqd_queue *q,
                             struct mqd_msg *m, const char *reason)
 {
 	const char *dl = q->settings.dead_letter;
@@ -124,7 +122,7 @@ void mqd_policy_dead_letter(struct mqd_worker *w, struct mqd_queue *q,
 	struct mqd_msg *d;
 	size_t len = strlen(dl);
 
-	mqd_track_put(&w->timers, m);
+	mqd_track_put(&ow->timers, m);
 	if (len == 0 || m->dead_hops >= MQD_DEAD_HOPS_MAX) {
 		if (len != 0)
 			mqd_log_warn("queue %s: message %llu dead-lettered %u "
@@ -154,7 +152,7 @@ void mqd_policy_dead_letter(struct mqd_worker *w, struct mqd_queue *q,
 	mqd_msg_free(m);
 	q->stats.dead_lettered++;
 
-	unsigned owner = mqd_shard_of(dl, len, w->srv->nworkers);
+	unsigned owner = mqd_shard_of(dl, len, ow->nworkers);
 	struct mqd_mail_dead *mail = malloc(sizeof *mail);
 	if (mail == NULL) {
 		q->stats.dead_lettered--;
@@ -167,16 +165,13 @@ void mqd_policy_dead_letter(struct mqd_worker *w, struct mqd_queue *q,
 	memcpy(mail->queue, dl, len);
 	mail->queue[len] = '\0';
 	mail->len = (uint8_t)len;
-	if (owner == w->index)
-		mqd_policy_receive_dead(w, mail);
-	else
-		mqd_worker_post(&w->srv->workers[owner], &mail->mail);
+	mqd_owner_send(ow, owner, &mail->mail);
 }
 
-void mqd_policy_receive_dead(struct mqd_worker *w, struct mqd_mail_dead *d)
+void mqd_policy_receive_dead(struct mqd_owner *ow, struct mqd_mail_dead *d)
 {
 	struct mqd_msg *m = d->msg;
-	struct mqd_queue *q = mqd_ops_queue(w, d->queue, d->len, true);
+	struct mqd_queue *q = mqd_ops_queue(ow, d->queue, d->len, true);
 
 	if (q == NULL) {
 		mqd_log_warn("dead-letter queue %s does not exist "
@@ -195,39 +190,39 @@ void mqd_policy_receive_dead(struct mqd_worker *w, struct mqd_mail_dead *d)
 			mqd_msg_free(m);
 			return;
 		}
-		mqd_timers_free_msg(&w->timers, old);
+		mqd_timers_free_msg(&ow->timers, old);
 		q->stats.dropped++;
 	}
-	m->id = mqd_worker_new_id(w);
+	m->id = mqd_owner_new_id(ow);
 	mqd_msg_set_timestamp(m, mqd_now_ms());
-	if (mqd_policy_set_expiry(w, m, q->settings.message_ttl_ms) < 0 ||
-	    mqd_policy_enqueue(w, q, m, false) < 0) {
+	if (mqd_policy_set_expiry(ow, m, q->settings.message_ttl_ms) < 0 ||
+	    mqd_policy_enqueue(ow, q, m, false) < 0) {
 		q->stats.dropped++;
 		mqd_msg_free(m);
 		return;
 	}
 	q->stats.sent++;
-	w->sent++;
-	mqd_ops_dispatch(w, q);
+	ow->sent++;
+	mqd_ops_dispatch(ow, q);
 }
 
-void mqd_policy_return(struct mqd_worker *w, struct mqd_queue *q,
+void mqd_policy_return(struct mqd_owner *ow, struct mqd_queue *q,
                        struct mqd_msg *m, uint32_t delay_ms)
 {
 	if (q->settings.max_attempts &&
 	    mqd_msg_attempts(m) >= q->settings.max_attempts) {
-		mqd_policy_dead_letter(w, q, m, "max-attempts");
+		mqd_policy_dead_letter(ow, q, m, "max-attempts");
 		return;
 	}
 	uint64_t expires = mqd_msg_expires(m);
 
 	if (expires && mqd_mono_ms() >= expires) {
-		mqd_policy_expire(w, q, m);
+		mqd_policy_expire(ow, q, m);
 		return;
 	}
-	if (delay_ms && mqd_policy_delay(w, q, m, mqd_mono_ms() + delay_ms) == 0)
+	if (delay_ms && mqd_policy_delay(ow, q, m, mqd_mono_ms() + delay_ms) == 0)
 		return;
-	if (mqd_policy_enqueue(w, q, m, delay_ms == 0) < 0) {
+	if (mqd_policy_enqueue(ow, q, m, delay_ms == 0) < 0) {
 		/* No room for its expiry timer: keep the message all the
 		 * same; it is checked for expiry when it is taken. */
 		mqd_log_error("queue %s: out of memory for a timer", q->name);
@@ -238,26 +233,21 @@ void mqd_policy_return(struct mqd_worker *w, struct mqd_queue *q,
 	}
 }
 
-void mqd_policy_rearm(struct mqd_worker *w)
+void mqd_policy_rearm(struct mqd_owner *ow)
 {
-	struct mqd_track *first = mqd_timers_peek(&w->timers);
-	uint64_t now, at;
-	struct timeval tv;
+	struct mqd_track *first = mqd_timers_peek(&ow->timers);
+	uint64_t at;
 
 	if (first == NULL) {
-		if (w->timer_armed) {
-			evtimer_del(w->timer_ev);
-			w->timer_armed = 0;
+		if (ow->timer_armed) {
+			(void)ow->out.deadline(ow->out.ctx, 0);
+			ow->timer_armed = 0;
 		}
 		return;
 	}
 	at = first->timer_at;
-	if (w->timer_armed && w->timer_armed <= at)
+	if (ow->timer_armed && ow->timer_armed <= at)
 		return; /* fires no later than needed; it re-arms then */
-	now = mqd_mono_ms();
-	uint64_t ms = at > now ? at - now : 0;
-	tv.tv_sec = (time_t)(ms / 1000);
-	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
-	if (evtimer_add(w->timer_ev, &tv) == 0)
-		w->timer_armed = at;
+	if (ow->out.deadline(ow->out.ctx, at) == 0)
+		ow->timer_armed = at;
 }
