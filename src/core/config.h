@@ -1,10 +1,11 @@
 /*
  * The configuration file: INI, parsed by libinih into a struct mqd_config.
  *
- * Keys are described by one table (config.c): name, type, default, where the
- * value goes, and whether reload may change it.  Parsing fills a fresh struct
- * and stops at the first error with "FILE:LINE: message"; the caller swaps it
- * in only when it is whole, so a bad file never leaves half a config.
+ * Keys are described by one table (config_keys.c): name, type, default,
+ * where the value goes, and whether reload may change it.  Parsing
+ * (config.c) fills a fresh struct and stops at the first error with
+ * "FILE:LINE: message"; the caller swaps it in only when it is whole, so a
+ * bad file never leaves half a config.
  */
 #ifndef MQD_CONFIG_H
 #define MQD_CONFIG_H

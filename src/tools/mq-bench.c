@@ -27,10 +27,7 @@
 
 #include "core/duration.h"
 #include "tools/bench/bench.h"
-
-#ifndef PACKAGE_VERSION
-#define PACKAGE_VERSION "unknown"
-#endif
+#include "tools/common/cli.h"
 
 #define EXIT_BAD 1
 #define EXIT_USAGE 2

@@ -35,10 +35,7 @@
 
 #include "mq/mq.h"
 #include "core/duration.h"
-
-#ifndef PACKAGE_VERSION
-#define PACKAGE_VERSION "unknown"
-#endif
+#include "tools/common/cli.h"
 
 #define EXIT_SERVER 1
 #define EXIT_USAGE 2
@@ -179,20 +176,6 @@ static bool parse_ms32(const char *s, uint32_t *out)
 	return true;
 }
 
-/* The option getopt just complained about, for the message. */
-static const char *bad_option(char **argv)
-{
-	static char buf[3];
-
-	if (optopt > 0 && optopt < 256) {
-		buf[0] = '-';
-		buf[1] = (char)optopt;
-		buf[2] = '\0';
-		return buf;
-	}
-	return argv[optind - 1];
-}
-
 /*
  * getopt_long over a subcommand's arguments (argv[0] is its name), with
  * the common options handled here.  Options may come before or after the
@@ -213,11 +196,11 @@ static int next_opt(const struct command *cmd, int argc, char **argv,
 		fputs("See mq(1) for the options.\n", stdout);
 		return -100 - 0;
 	case '?':
-		usage_error(cmd, "unknown option '%s'", bad_option(argv));
+		usage_error(cmd, "unknown option '%s'", mqt_bad_option(argv));
 		return -100 - EXIT_USAGE;
 	case ':':
 		usage_error(cmd, "option '%s' needs an argument",
-		            bad_option(argv));
+		            mqt_bad_option(argv));
 		return -100 - EXIT_USAGE;
 	default:
 		return o;
@@ -460,14 +443,6 @@ static bool print_body(const struct mq_message *m)
 	return true;
 }
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int cmd_get(const struct command *cmd, int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -510,9 +485,9 @@ static int cmd_get(const struct command *cmd, int argc, char **argv)
 	if (rc != 0)
 		return rc;
 	/* TIMEOUT is the budget for all COUNT messages together. */
-	deadline = mono_ms() + timeout;
+	deadline = mqt_mono_ms() + timeout;
 	while (got < count) {
-		left = deadline - mono_ms();
+		left = deadline - mqt_mono_ms();
 		if (left < 0)
 			left = 0;
 		rc = mq_get(c, argv[optind], (uint32_t)left, flags, &m);
@@ -1423,10 +1398,10 @@ int main(int argc, char **argv)
 			return 0;
 		case ':':
 			return usage_error(NULL, "option '%s' needs an argument",
-			                   bad_option(argv));
+			                   mqt_bad_option(argv));
 		default:
 			return usage_error(NULL, "unknown option '%s'",
-			                   bad_option(argv));
+			                   mqt_bad_option(argv));
 		}
 	}
 	if (optind >= argc)
