@@ -21,7 +21,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/notify.h"
-#include "server.h"
+#include "server/server.h"
 
 #ifndef SYSCONFDIR
 #define SYSCONFDIR "/etc"

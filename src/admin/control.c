@@ -45,7 +45,7 @@
 #include "core/duration.h"
 #include "core/log.h"
 #include "proto/proto.h"
-#include "server.h"
+#include "server/server.h"
 
 #define CTL_LINE_MAX 4096              /* bytes of a command, without EOL */
 #define CTL_CLIENTS_MAX 64

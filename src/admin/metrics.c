@@ -41,7 +41,7 @@
 
 #include "admin/metrics.h"
 #include "core/log.h"
-#include "server.h"
+#include "server/server.h"
 
 #define HTTP_TIMEOUT_S 10         /* a client that stalls is dropped */
 #define HTTP_HEADERS_MAX 8192     /* bytes of request line and headers */

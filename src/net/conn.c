@@ -29,7 +29,7 @@
 #include "core/log.h"
 #include "net/conn.h"
 #include "net/dispatch.h"
-#include "server.h"
+#include "server/server.h"
 #include "store/ops.h"
 #include "worker/worker.h"
 

@@ -10,7 +10,7 @@
 #include "core/log.h"
 #include "net/conn.h"
 #include "net/dispatch.h"
-#include "server.h"
+#include "server/server.h"
 #include "store/message.h"
 #include "route/pubsub.h"
 #include "store/ops.h"

@@ -16,7 +16,7 @@
 
 #include "core/log.h"
 #include "net/listener.h"
-#include "server.h"
+#include "server/server.h"
 #include "worker/worker.h"
 
 struct mqd_listener {

@@ -21,7 +21,7 @@
 #include "proto/proto.h"
 #include "route/pubsub.h"
 #include "route/topics.h"
-#include "server.h"
+#include "server/server.h"
 #include "store/ops.h"
 #include "store/queue.h"
 #include "core/shard.h"

@@ -20,7 +20,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "net/conn.h"
-#include "server.h"
+#include "server/server.h"
 #include "store/dlgraph.h"
 #include "store/ops.h"
 #include "store/policy.h"

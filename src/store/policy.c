@@ -11,7 +11,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "proto/proto.h"
-#include "server.h"
+#include "server/server.h"
 #include "store/ops.h"
 #include "store/policy.h"
 #include "store/queue.h"

@@ -14,7 +14,7 @@
 
 #include "core/log.h"
 #include "net/conn.h"
-#include "server.h"
+#include "server/server.h"
 #include "store/queue.h"
 #include "route/pubsub.h"
 #include "store/ops.h"

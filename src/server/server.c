@@ -34,7 +34,7 @@
 #include "core/notify.h"
 #include "net/listener.h"
 #include "proto/proto.h"
-#include "server.h"
+#include "server/server.h"
 #include "store/dlgraph.h"
 #include "store/message.h"
 #include "store/ops.h"
