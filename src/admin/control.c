@@ -40,12 +40,12 @@
 #include <event2/listener.h>
 #include <jansson.h>
 
+#include "admin/api.h"
 #include "admin/control.h"
 #include "core/config.h"
 #include "core/duration.h"
 #include "core/log.h"
 #include "proto/proto.h"
-#include "server/server.h"
 
 #define CTL_LINE_MAX 4096              /* bytes of a command, without EOL */
 #define CTL_CLIENTS_MAX 64
@@ -60,7 +60,8 @@
 struct ctl_client;
 
 struct mqd_control {
-	struct mqd_server *srv;
+	struct mqd_admin_api api;   /* what we may ask of the broker */
+	struct event_base *base;
 	struct evconnlistener *listener;
 	struct ctl_client *clients; /* open clients, doubly linked */
 	unsigned nclients;
@@ -388,7 +389,7 @@ static void start_query(struct ctl_client *c, const char *name,
 		return;
 	}
 	q->done = done;
-	if (mqd_server_query_queues(c->ctl->srv, name, queues_cb, q) < 0)
+	if (c->ctl->api.query_queues(c->ctl->api.ctx, name, queues_cb, q) < 0)
 		query_failed(q);
 }
 
@@ -577,7 +578,7 @@ static void stats_workers_cb(void *arg, const struct mqd_worker_info *rows,
 	}
 	for (size_t i = 0; i < n; i++)
 		list = push(list, worker_json(&rows[i]));
-	mqd_server_rates(q->client->ctl->srv, &r);
+	q->client->ctl->api.rates(q->client->ctl->api.ctx, &r);
 	obj = q->partial;
 	q->partial = NULL;
 	obj = put(obj, "workers", list);
@@ -604,7 +605,7 @@ static void stats_done(struct ctl_client *c, const struct mqd_queue_info *rows,
 		bytes += rows[i].bytes;
 	}
 	memset(&st, 0, sizeof st);
-	mqd_server_stats(c->ctl->srv, &st);
+	c->ctl->api.stats(c->ctl->api.ctx, &st);
 	obj = json_pack(
 		"{s:b, s:s, s:I, s:I, s:I,"
 		" s:{s:I, s:I, s:I}, s:I, s:{s:I, s:I, s:I}, s:o}",
@@ -632,7 +633,7 @@ static void stats_done(struct ctl_client *c, const struct mqd_queue_info *rows,
 		return;
 	}
 	q->partial = obj;
-	if (mqd_server_query_workers(c->ctl->srv, stats_workers_cb, q) < 0)
+	if (c->ctl->api.query_workers(c->ctl->api.ctx, stats_workers_cb, q) < 0)
 		query_failed(q);
 }
 
@@ -721,7 +722,7 @@ CMD(connections)
 		reply_error(c, "out of memory");
 		return;
 	}
-	if (mqd_server_query_conns(c->ctl->srv, conns_cb, q) < 0)
+	if (c->ctl->api.query_conns(c->ctl->api.ctx, conns_cb, q) < 0)
 		query_failed(q);
 }
 
@@ -758,7 +759,7 @@ CMD(kill)
 	q->id = id;
 	mqd_log_info("control client %llu: kill connection %llu",
 	             (unsigned long long)c->id, (unsigned long long)id);
-	if (mqd_server_kill_conn(c->ctl->srv, id, kill_cb, q) < 0)
+	if (c->ctl->api.kill_conn(c->ctl->api.ctx, id, kill_cb, q) < 0)
 		query_failed(q);
 }
 
@@ -947,8 +948,8 @@ static void start_admin(struct ctl_client *c, enum mqd_admin_op op,
 	mqd_log_info("control client %llu: %s queue %s%s",
 	             (unsigned long long)c->id, verbs[op], name,
 	             if_empty ? " (if empty)" : "");
-	if (mqd_server_admin_queue(c->ctl->srv, op, name, set, if_empty,
-	                           admin_cb, q) < 0)
+	if (c->ctl->api.admin_queue(c->ctl->api.ctx, op, name, set, if_empty,
+	                            admin_cb, q) < 0)
 		query_failed(q);
 }
 
@@ -1026,7 +1027,7 @@ CMD(reload)
 		return;
 	}
 	mqd_log_info("control client %llu: reload", (unsigned long long)c->id);
-	mqd_server_reload(c->ctl->srv, r);
+	c->ctl->api.reload(c->ctl->api.ctx, r);
 	if (!r->ok)
 		reply_error(c, "%.*s", (int)sizeof r->error,
 		            r->error[0] != '\0' ? r->error : "reload failed");
@@ -1041,7 +1042,8 @@ CMD(reload)
 
 CMD(shutdown)
 {
-	struct mqd_server *srv = c->ctl->srv;
+	/* ctl outlives c, which the reply may close. */
+	struct mqd_control *ctl = c->ctl;
 	char echo[CTL_ECHO_MAX + 4];
 	uint64_t ms = CTL_SHUTDOWN_DEFAULT_MS;
 
@@ -1059,7 +1061,7 @@ CMD(shutdown)
 	reply(c, json_pack("{s:b, s:b, s:I}", "ok", 1, "shutting_down", 1,
 	                   "timeout_ms", JI(ms)));
 	flush_now(c);
-	mqd_server_shutdown(srv, ms);
+	ctl->api.shutdown(ctl->api.ctx, ms);
 }
 
 CMD(loglevel)
@@ -1090,7 +1092,7 @@ CMD(logreopen)
 	(void)argc;
 	(void)argv;
 	errno = 0;
-	if (mqd_server_log_reopen(c->ctl->srv) < 0) {
+	if (c->ctl->api.log_reopen(c->ctl->api.ctx) < 0) {
 		err = errno;
 		if (err != 0)
 			reply_error(c, "cannot reopen the log file: %s",
@@ -1132,9 +1134,9 @@ static json_t *queue_conf_json(const struct mqd_queue_conf *q,
 	                                     sizeof q->dead_letter));
 }
 
-static json_t *server_conf_json(const struct mqd_server *srv)
+static json_t *server_conf_json(const struct mqd_config *cfg,
+                                unsigned nworkers)
 {
-	const struct mqd_config *cfg = &srv->cfg;
 	json_t *listen = json_array();
 	char mode[8];
 
@@ -1152,7 +1154,7 @@ static json_t *server_conf_json(const struct mqd_server *srv)
 		                  ? addr_json(&cfg->metrics_listen)
 		                  : json_string(""),
 		/* 0 in the file means one per CPU: say how many that is. */
-		"workers", JI(srv->nworkers != 0 ? srv->nworkers : cfg->workers),
+		"workers", JI(nworkers != 0 ? nworkers : cfg->workers),
 		"max_connections", JI(cfg->max_connections),
 		"max_frame", JI(cfg->max_frame),
 		"auto_create", (int)cfg->auto_create,
@@ -1167,12 +1169,15 @@ static json_t *server_conf_json(const struct mqd_server *srv)
 
 CMD(config)
 {
-	const struct mqd_server *srv = c->ctl->srv;
-	const struct mqd_config *cfg = &srv->cfg;
+	const struct mqd_admin_api *api = &c->ctl->api;
+	const struct mqd_config *cfg = api->config(api->ctx);
+	struct mqd_server_stats st;
 	json_t *defaults, *queues = json_array();
 
 	(void)argc;
 	(void)argv;
+	memset(&st, 0, sizeof st);
+	api->stats(api->ctx, &st);
 	defaults = queue_conf_json(&cfg->defaults.queue, "prefetch",
 	                           json_integer(JI(cfg->defaults.prefetch)));
 	for (size_t i = 0; i < cfg->nqueues; i++)
@@ -1181,7 +1186,7 @@ CMD(config)
 			jstr(cfg->queues[i].name, sizeof cfg->queues[i].name)));
 	reply(c, json_pack("{s:b, s:o, s:o, s:o, s:o}", "ok", 1,
 	                   "path", jstr(cfg->path, sizeof cfg->path),
-	                   "server", server_conf_json(srv),
+	                   "server", server_conf_json(cfg, st.workers),
 	                   "defaults", defaults,
 	                   "queues", queues));
 }
@@ -1384,7 +1389,7 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	}
 	c = calloc(1, sizeof *c);
 	if (c == NULL ||
-	    (c->bev = bufferevent_socket_new(ctl->srv->base, fd,
+	    (c->bev = bufferevent_socket_new(ctl->base, fd,
 	                                     BEV_OPT_CLOSE_ON_FREE)) == NULL) {
 		mqd_log_error("control socket %s: out of memory accepting",
 		              ctl->path);
@@ -1560,15 +1565,18 @@ static int bind_socket(struct mqd_control *ctl, const struct sockaddr_un *sa,
 	return fd;
 }
 
-int mqd_control_start(struct mqd_server *s)
+int mqd_control_start(struct event_base *base,
+                      const struct mqd_admin_api *api,
+                      struct mqd_control **out)
 {
-	const char *path = s->cfg.control_socket;
+	const struct mqd_config *cfg = api->config(api->ctx);
+	const char *path = cfg->control_socket;
 	struct mqd_control *ctl;
 	struct sockaddr_un sa;
 	mode_t mode;
 	int fd;
 
-	s->control = NULL;
+	*out = NULL;
 	memset(&sa, 0, sizeof sa);
 	sa.sun_family = AF_UNIX;
 	if (path[0] == '\0' || strlen(path) >= sizeof sa.sun_path) {
@@ -1582,17 +1590,18 @@ int mqd_control_start(struct mqd_server *s)
 		mqd_log_error("control socket %s: out of memory", path);
 		return -1;
 	}
-	ctl->srv = s;
+	ctl->api = *api;
+	ctl->base = base;
 	snprintf(ctl->path, sizeof ctl->path, "%s", path);
 	/* The config allows permission bits only, the owner's rw included. */
-	mode = (mode_t)(s->cfg.control_socket_mode & 0777);
+	mode = (mode_t)(cfg->control_socket_mode & 0777);
 	if (clear_path(path, &sa) < 0 ||
 	    (fd = bind_socket(ctl, &sa, mode)) < 0) {
 		free(ctl);
 		return -1;
 	}
 	ctl->listener = evconnlistener_new(
-		s->base, accept_cb, ctl,
+		base, accept_cb, ctl,
 		LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 16, fd);
 	if (ctl->listener == NULL) {
 		mqd_log_error("control socket %s: listen: %s", path,
@@ -1603,19 +1612,19 @@ int mqd_control_start(struct mqd_server *s)
 		return -1;
 	}
 	evconnlistener_set_error_cb(ctl->listener, accept_error_cb);
-	s->control = ctl;
+	*out = ctl;
 	mqd_log_info("control socket on %s (mode %04o)", path, (unsigned)mode);
 	return 0;
 }
 
-void mqd_control_stop(struct mqd_server *s)
+void mqd_control_stop(struct mqd_control **pctl)
 {
-	struct mqd_control *ctl = s->control;
+	struct mqd_control *ctl = *pctl;
 	struct stat st;
 
 	if (ctl == NULL)
 		return;
-	s->control = NULL;
+	*pctl = NULL;
 	evconnlistener_free(ctl->listener);
 	/* Replies still queued (the answer to "shutdown") get one
 	 * non-blocking try before their sockets close. */

@@ -1,9 +1,9 @@
 /*
  * Prometheus metrics and the status page (see metrics.h for the contract).
  *
- * Everything here runs on the main thread, on s->base.  A request that
- * needs queue or worker figures becomes a "scrape": it asks the owners
- * through the query API and is answered when every query has called back
+ * Everything here runs on the main thread, on the base it was started
+ * on.  A request that needs queue or worker figures becomes a "scrape": it
+ * asks the owners through the admin API and is answered when every query has called back
  * (each calls back exactly once, on the main thread).  Per-queue and
  * per-worker lines are rendered inside those callbacks, because the rows
  * are valid only during the call; the server-wide lines, which the main
@@ -39,9 +39,9 @@
 #include <event2/listener.h>
 #include <jansson.h>
 
+#include "admin/api.h"
 #include "admin/metrics.h"
 #include "core/log.h"
-#include "server/server.h"
 
 #define HTTP_TIMEOUT_S 10         /* a client that stalls is dropped */
 #define HTTP_HEADERS_MAX 8192     /* bytes of request line and headers */
@@ -57,7 +57,7 @@
 struct scrape;
 
 struct mqd_metrics {
-	struct mqd_server *srv;
+	struct mqd_admin_api api; /* what we may ask of the broker */
 	struct evhttp *http;
 	struct scrape *scrapes; /* gathering now, doubly linked */
 	unsigned nscrapes;
@@ -307,7 +307,7 @@ static void server_lines(struct scrape *sc, struct evbuffer *b)
 	struct mqd_server_stats st;
 
 	memset(&st, 0, sizeof st);
-	mqd_server_stats(sc->m->srv, &st);
+	sc->m->api.stats(sc->m->api.ctx, &st);
 	family(sc, b, "mqd_build_info", "gauge",
 	       "Always 1; the version is in the label.");
 	put(sc, b, "mqd_build_info{version=\"%s\"} 1\n", PACKAGE_VERSION);
@@ -380,8 +380,8 @@ static json_t *stats_json(struct scrape *sc)
 
 	memset(&st, 0, sizeof st);
 	memset(&rates, 0, sizeof rates);
-	mqd_server_stats(sc->m->srv, &st);
-	mqd_server_rates(sc->m->srv, &rates);
+	sc->m->api.stats(sc->m->api.ctx, &st);
+	sc->m->api.rates(sc->m->api.ctx, &rates);
 	return json_pack(
 		"{s:s, s:I, s:I, s:I, s:{s:I, s:I, s:I}, s:I,"
 		" s:{s:I, s:I, s:I},"
@@ -598,13 +598,13 @@ static void scrape_start(struct mqd_metrics *m, struct evhttp_request *req,
 	evhttp_connection_set_closecb(sc->evcon, conn_close_cb, sc);
 
 	sc->refs++;
-	if (mqd_server_query_queues(m->srv, NULL, queues_cb, sc) < 0) {
+	if (m->api.query_queues(m->api.ctx, NULL, queues_cb, sc) < 0) {
 		sc->refs--;
 		sc->unasked = true;
 	}
 	if (page != PAGE_API_QUEUES && !sc->unasked) {
 		sc->refs++;
-		if (mqd_server_query_workers(m->srv, workers_cb, sc) < 0) {
+		if (m->api.query_workers(m->api.ctx, workers_cb, sc) < 0) {
 			sc->refs--;
 			sc->unasked = true;
 		}
@@ -801,7 +801,7 @@ static void sock_name(evutil_socket_t fd, char *out, size_t cap)
 
 /* A listening socket on a, disabled until evhttp takes it; NULL (logged)
  * on failure. */
-static struct evconnlistener *bind_addr(struct mqd_server *s,
+static struct evconnlistener *bind_addr(struct event_base *base,
                                         const struct mqd_listen_addr *a)
 {
 	struct addrinfo hints, *res = NULL, *ai;
@@ -822,7 +822,7 @@ static struct evconnlistener *bind_addr(struct mqd_server *s,
 	}
 	for (ai = res; ai != NULL && lev == NULL; ai = ai->ai_next) {
 		lev = evconnlistener_new_bind(
-			s->base, NULL, NULL,
+			base, NULL, NULL,
 			LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
 				LEV_OPT_CLOSE_ON_EXEC,
 			LISTEN_BACKLOG, ai->ai_addr, (int)ai->ai_addrlen);
@@ -836,21 +836,24 @@ static struct evconnlistener *bind_addr(struct mqd_server *s,
 	return lev;
 }
 
-int mqd_metrics_start(struct mqd_server *s)
+int mqd_metrics_start(struct event_base *base,
+                      const struct mqd_admin_api *api,
+                      struct mqd_metrics **out)
 {
+	const struct mqd_config *cfg = api->config(api->ctx);
 	struct mqd_metrics *m;
 	struct evconnlistener *lev;
 
-	s->metrics = NULL;
-	if (!s->cfg.metrics_on)
+	*out = NULL;
+	if (!cfg->metrics_on)
 		return 0;
 	m = calloc(1, sizeof *m);
-	if (m == NULL || (m->http = evhttp_new(s->base)) == NULL) {
+	if (m == NULL || (m->http = evhttp_new(base)) == NULL) {
 		mqd_log_error("metrics: out of memory");
 		free(m);
 		return -1;
 	}
-	m->srv = s;
+	m->api = *api;
 	evhttp_set_timeout(m->http, HTTP_TIMEOUT_S);
 	evhttp_set_max_headers_size(m->http, HTTP_HEADERS_MAX);
 	evhttp_set_max_body_size(m->http, HTTP_BODY_MAX);
@@ -862,7 +865,7 @@ int mqd_metrics_start(struct mqd_server *s)
 		EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
 	evhttp_set_default_content_type(m->http, NULL);
 	evhttp_set_gencb(m->http, request_cb, m);
-	lev = bind_addr(s, &s->cfg.metrics_listen);
+	lev = bind_addr(base, &cfg->metrics_listen);
 	if (lev == NULL) {
 		evhttp_free(m->http);
 		free(m);
@@ -877,18 +880,18 @@ int mqd_metrics_start(struct mqd_server *s)
 		free(m);
 		return -1;
 	}
-	s->metrics = m;
+	*out = m;
 	mqd_log_info("metrics listening on http://%s/", m->name);
 	return 0;
 }
 
-void mqd_metrics_stop(struct mqd_server *s)
+void mqd_metrics_stop(struct mqd_metrics **pm)
 {
-	struct mqd_metrics *m = s->metrics;
+	struct mqd_metrics *m = *pm;
 
 	if (m == NULL)
 		return;
-	s->metrics = NULL;
+	*pm = NULL;
 	/* Scrapes still gathering lose their request and their server;
 	 * each frees itself when its last query answers. */
 	while (m->scrapes != NULL) {

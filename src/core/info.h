@@ -10,6 +10,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* How the server names itself (HELLO's answer, the control socket's
+ * version). */
+#define MQD_SERVER_NAME "mqd/" PACKAGE_VERSION
+
 /* One queue as its owner sees it, for the control socket and tests. */
 struct mqd_queue_info {
 	char name[256];

@@ -7,11 +7,44 @@
 #define MQD_SERVER_INTERNAL_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <event2/util.h>
 
+#include "admin/api.h"
 #include "core/config.h"
 #include "server/server.h"
+
+/* ---- what the admin API answers (admin/api.h says how; main thread
+ * only, callbacks on the main thread) ------------------------------- */
+
+/* server.c */
+void mqd_server_stats(struct mqd_server *s, struct mqd_server_stats *out);
+void mqd_server_rates(struct mqd_server *s, struct mqd_rates *out);
+void mqd_server_shutdown(struct mqd_server *s, uint64_t timeout_ms);
+int mqd_server_log_reopen(struct mqd_server *s);
+
+/* query.c.  Queue rows go through the workers' mailboxes, never by
+ * locking a queue. */
+int mqd_server_query_queues(struct mqd_server *s, const char *name,
+                            mqd_queues_cb cb, void *arg)
+	__attribute__((warn_unused_result));
+int mqd_server_query_workers(struct mqd_server *s, mqd_workers_cb cb,
+                             void *arg) __attribute__((warn_unused_result));
+int mqd_server_query_conns(struct mqd_server *s, mqd_conns_cb cb, void *arg)
+	__attribute__((warn_unused_result));
+int mqd_server_kill_conn(struct mqd_server *s, uint64_t id, mqd_kill_cb cb,
+                         void *arg) __attribute__((warn_unused_result));
+int mqd_server_admin_queue(struct mqd_server *s, enum mqd_admin_op op,
+                           const char *name,
+                           const struct mqd_queue_conf *settings,
+                           bool if_empty, mqd_admin_cb cb, void *arg)
+	__attribute__((warn_unused_result));
+
+/* reload.c */
+void mqd_server_reload(struct mqd_server *s, struct mqd_reload_result *out);
+
+/* ---- shared by the server's files ---------------------------------- */
 
 /* query.c: the main mailbox's event callback (the answered parts of
  * queries come in there). */

@@ -1,15 +1,21 @@
 /*
- * Start-up and shutdown order.
+ * Start-up and shutdown order, and the figures and controls the admin API
+ * (mqd_server_admin_api) answers with.
  *
- * Start: workers (event bases, mailboxes) are built, listeners bound, then
- * worker threads started; only then is "listening on" worth anything, so
- * the listener logs it after bind and the main loop starts accepting.
+ * Start: init builds workers (event bases, mailboxes), queues, timers and
+ * signal handlers; main.c then starts admin (the control socket must be
+ * up before "listening on" is logged: from then on every way in works);
+ * start binds the listeners, then starts the worker threads; only then is
+ * "listening on" worth anything, so the listener logs it after bind and
+ * the main loop starts accepting.
  *
  * Stop (SIGTERM/SIGINT): listeners stop accepting; every worker is told to
  * SHUTDOWN (each client gets ERROR SHUTTING_DOWN, its socket closes, and
  * the close protocol runs); when every worker has acknowledged and every
  * connection struct is freed, workers are told to STOP, joined, and what
- * remains (queues and their ready messages) is freed on this thread.
+ * remains (queues and their ready messages) is freed on this thread
+ * (mqd_server_stop, which also answers the queries still out; main.c stops
+ * admin after it, then frees the server and its event base).
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -24,8 +30,6 @@
 
 #include <event2/event.h>
 
-#include "admin/control.h"
-#include "admin/metrics.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/notify.h"
@@ -320,6 +324,88 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 	}
 }
 
+/* ---- the admin API --------------------------------------------------- */
+
+/* Adapters from the API's void *ctx to the server. */
+static void api_stats(void *ctx, struct mqd_server_stats *out)
+{
+	mqd_server_stats(ctx, out);
+}
+
+static void api_rates(void *ctx, struct mqd_rates *out)
+{
+	mqd_server_rates(ctx, out);
+}
+
+static const struct mqd_config *api_config(void *ctx)
+{
+	return &((struct mqd_server *)ctx)->cfg;
+}
+
+static int api_query_queues(void *ctx, const char *name, mqd_queues_cb cb,
+                            void *arg)
+{
+	return mqd_server_query_queues(ctx, name, cb, arg);
+}
+
+static int api_query_workers(void *ctx, mqd_workers_cb cb, void *arg)
+{
+	return mqd_server_query_workers(ctx, cb, arg);
+}
+
+static int api_query_conns(void *ctx, mqd_conns_cb cb, void *arg)
+{
+	return mqd_server_query_conns(ctx, cb, arg);
+}
+
+static int api_kill_conn(void *ctx, uint64_t id, mqd_kill_cb cb, void *arg)
+{
+	return mqd_server_kill_conn(ctx, id, cb, arg);
+}
+
+static int api_admin_queue(void *ctx, enum mqd_admin_op op, const char *name,
+                           const struct mqd_queue_conf *settings,
+                           bool if_empty, mqd_admin_cb cb, void *arg)
+{
+	return mqd_server_admin_queue(ctx, op, name, settings, if_empty, cb,
+	                              arg);
+}
+
+static void api_reload(void *ctx, struct mqd_reload_result *out)
+{
+	mqd_server_reload(ctx, out);
+}
+
+static void api_shutdown(void *ctx, uint64_t timeout_ms)
+{
+	mqd_server_shutdown(ctx, timeout_ms);
+}
+
+static int api_log_reopen(void *ctx)
+{
+	return mqd_server_log_reopen(ctx);
+}
+
+void mqd_server_admin_api(struct mqd_server *s, struct mqd_admin_api *out)
+{
+	*out = (struct mqd_admin_api){
+		.ctx = s,
+		.stats = api_stats,
+		.rates = api_rates,
+		.config = api_config,
+		.query_queues = api_query_queues,
+		.query_workers = api_query_workers,
+		.query_conns = api_query_conns,
+		.kill_conn = api_kill_conn,
+		.admin_queue = api_admin_queue,
+		.reload = api_reload,
+		.shutdown = api_shutdown,
+		.log_reopen = api_log_reopen,
+	};
+}
+
+/* ---- start and stop ---------------------------------------------------- */
+
 static unsigned cpu_count(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -329,8 +415,6 @@ static unsigned cpu_count(void)
 
 int mqd_server_init(struct mqd_server *s, const struct mqd_config *cfg)
 {
-	struct mqd_listener *last = NULL;
-
 	memset(s, 0, sizeof *s);
 	s->cfg = *cfg;
 	s->main_mb.efd = -1;
@@ -399,10 +483,14 @@ int mqd_server_init(struct mqd_server *s, const struct mqd_config *cfg)
 		mqd_log_error("cannot install signal handlers");
 		return -1;
 	}
-	/* The control socket first: once "listening on" is logged, every
-	 * way in works. */
-	if (mqd_control_start(s) < 0 || mqd_metrics_start(s) < 0)
-		return -1;
+	return 0;
+}
+
+int mqd_server_start(struct mqd_server *s)
+{
+	const struct mqd_config *cfg = &s->cfg;
+	struct mqd_listener *last = NULL;
+
 	for (size_t i = 0; i < cfg->nlisten; i++) {
 		struct mqd_listener *l = mqd_listener_new(s, &cfg->listen[i]);
 		if (l == NULL)
@@ -431,7 +519,15 @@ int mqd_server_run(struct mqd_server *s)
 	return s->exit_code;
 }
 
-void mqd_server_free(struct mqd_server *s)
+/* An event, if there is one, freed and forgotten. */
+static void event_drop(struct event **ev)
+{
+	if (*ev != NULL)
+		event_free(*ev);
+	*ev = NULL;
+}
+
+void mqd_server_stop(struct mqd_server *s)
 {
 	struct mqd_listener *l, *next;
 
@@ -453,23 +549,22 @@ void mqd_server_free(struct mqd_server *s)
 		next = mqd_listener_next(l);
 		mqd_listener_free(l);
 	}
-	if (s->sig_term)
-		event_free(s->sig_term);
-	if (s->sig_int)
-		event_free(s->sig_int);
-	if (s->sig_hup)
-		event_free(s->sig_hup);
-	if (s->sig_usr1)
-		event_free(s->sig_usr1);
-	if (s->drain_timer)
-		event_free(s->drain_timer);
-	if (s->stop_timer)
-		event_free(s->stop_timer);
+	s->listeners = NULL;
+	event_drop(&s->sig_term);
+	event_drop(&s->sig_int);
+	event_drop(&s->sig_hup);
+	event_drop(&s->sig_usr1);
+	event_drop(&s->drain_timer);
+	event_drop(&s->stop_timer);
 	/* Queries still out are answered empty: every caller hears back
-	 * exactly once, even at exit. */
+	 * exactly once, even at exit.  Admin is stopped after this, so its
+	 * callers are still there to hear it. */
 	mqd_server_queries_abandon(s);
-	mqd_control_stop(s);
-	mqd_metrics_stop(s);
+}
+
+void mqd_server_free(struct mqd_server *s)
+{
+	mqd_server_stop(s);
 	if (s->trim_timer)
 		event_free(s->trim_timer);
 	if (s->main_mb_ev)

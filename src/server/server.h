@@ -1,6 +1,8 @@
 /*
  * The server: configuration, workers, listeners, signals, and the start-up
- * and shutdown order.  main.c parses argv and calls these.
+ * and shutdown order of those.  main.c parses argv and calls these, in
+ * order: init, (admin started on s->base with mqd_server_admin_api), start,
+ * run, stop, (admin stopped), free.
  */
 #ifndef MQD_SERVER_H
 #define MQD_SERVER_H
@@ -15,10 +17,10 @@
 
 struct event_base;
 struct event;
+struct mqd_admin_api;
 struct mqd_worker;
 struct mqd_listener;
 
-#define MQD_SERVER_NAME "mqd/" PACKAGE_VERSION
 /* Output above this stops reading a client's requests and holds back
  * auto-ack deliveries until the client reads. */
 #define MQD_OUTPUT_HIGH (4u << 20)
@@ -29,8 +31,6 @@ struct mqd_server {
 	struct mqd_worker *workers;
 	struct event_base *base; /* main thread: listeners and signals */
 	struct mqd_listener *listeners;
-	struct mqd_control *control; /* control socket (admin/control.c) */
-	struct mqd_metrics *metrics; /* /metrics and status page (admin/metrics.c) */
 	struct event *sig_term, *sig_int, *sig_hup, *sig_pipe, *stop_timer;
 	atomic_uint nconns;        /* sockets open now (for max_connections) */
 	atomic_uint live_conns;    /* connection structs not yet freed */
@@ -62,96 +62,34 @@ struct mqd_server {
 	bool rate_query_out;
 };
 
-
-/* Called on the main thread, exactly once per query, with every row (n may
- * be 0: no such queue).  rows is valid only during the call. */
-typedef void (*mqd_queues_cb)(void *arg, const struct mqd_queue_info *rows,
-                              size_t n);
-
-/*
- * Main thread only.  Gather queue rows from their owners through the
- * workers' mailboxes (never by locking them): one queue by name, or every
- * queue when name is NULL (rows sorted by name).  Returns 0, or -1 when the
- * query could not be started (then cb is not called).
- */
-int mqd_server_query_queues(struct mqd_server *s, const char *name,
-                            mqd_queues_cb cb, void *arg)
-	__attribute__((warn_unused_result));
-
-/* Figures the main thread can read at once (atomics). */
-struct mqd_server_stats {
-	uint64_t uptime_ms;
-	unsigned connections;
-	unsigned workers;
-	uint64_t mem_accounted; /* bytes held by messages, all queues */
-	uint64_t max_memory;
-};
-void mqd_server_stats(struct mqd_server *s, struct mqd_server_stats *out);
-
-/* ---- administration (main thread only; callbacks on the main thread,
- * each called exactly once) ----------------------------------------- */
-
-typedef void (*mqd_workers_cb)(void *arg, const struct mqd_worker_info *rows,
-                               size_t n);
-int mqd_server_query_workers(struct mqd_server *s, mqd_workers_cb cb,
-                             void *arg) __attribute__((warn_unused_result));
-
-typedef void (*mqd_conns_cb)(void *arg, const struct mqd_conn_info *rows,
-                             size_t n);
-/* Every connection, sorted by id. */
-int mqd_server_query_conns(struct mqd_server *s, mqd_conns_cb cb, void *arg)
-	__attribute__((warn_unused_result));
-
-/* Close connection id (its held messages are redelivered).  cb gets
- * whether it existed. */
-typedef void (*mqd_kill_cb)(void *arg, bool found);
-int mqd_server_kill_conn(struct mqd_server *s, uint64_t id, mqd_kill_cb cb,
-                         void *arg) __attribute__((warn_unused_result));
-
-typedef void (*mqd_admin_cb)(void *arg, const struct mqd_admin_result *r);
-/* settings (DECLARE only, may be NULL): its name is ignored; fields 0 /
- * "" mean the [defaults] value, as in a DECLARE frame.  if_empty: DELETE
- * only when empty (else CONFLICT). */
-int mqd_server_admin_queue(struct mqd_server *s, enum mqd_admin_op op,
-                           const char *name,
-                           const struct mqd_queue_conf *settings,
-                           bool if_empty, mqd_admin_cb cb, void *arg)
-	__attribute__((warn_unused_result));
-
-/* Re-read the config file.  On success the new settings are in force (or
- * being applied by the owners) and the texts list, comma-separated, what
- * changed and what needs a restart; on error nothing changed and error
- * says why (FILE:LINE: ...). */
-struct mqd_reload_result {
-	bool ok;
-	char error[4400];
-	char applied[2048];
-	char restart_needed[1024];
-};
-void mqd_server_reload(struct mqd_server *s, struct mqd_reload_result *out);
-
-/* Stop gracefully: stop accepting, stop delivering, wait up to timeout_ms
- * for held messages to be acknowledged, then close everything and exit 0.
- * A second call only shortens the wait. */
-void mqd_server_shutdown(struct mqd_server *s, uint64_t timeout_ms);
-
-/* Reopen the log file (after logrotate moved it). 0 or -1. */
-int mqd_server_log_reopen(struct mqd_server *s);
-
-/* Message rates, per second, averaged over the last few seconds. */
-struct mqd_rates {
-	double in, out; /* messages sent to queues / delivered, per second */
-};
-void mqd_server_rates(struct mqd_server *s, struct mqd_rates *out);
-
-/* Build everything from a loaded config: workers (threads started),
- * listeners bound, configured queues created.  Takes ownership of what
- * cfg allocated (its queues array): free the server, not the config.
- * Returns 0 or -1 (logged). */
+/* Build everything from a loaded config but let nobody in yet: the main
+ * event base (s->base), workers set up (threads not started), configured
+ * queues created, timers and signal handlers armed.  Takes ownership of
+ * what cfg allocated (its queues array): free the server, not the config.
+ * Returns 0 or -1 (logged); either way, finish with mqd_server_free. */
 int mqd_server_init(struct mqd_server *s, const struct mqd_config *cfg)
 	__attribute__((warn_unused_result));
-/* Run the main loop until a stop signal; then shut down in order. */
+
+/* The admin API (admin/api.h) answered by s: queries to the workers, stats,
+ * reload, shutdown.  Valid from init until free; main thread only. */
+void mqd_server_admin_api(struct mqd_server *s, struct mqd_admin_api *out);
+
+/* Let clients in: bind the listeners (each logs "listening on"), start the
+ * worker threads.  Whatever else should be reachable by then (the control
+ * socket) is started before.  Returns 0 or -1 (logged). */
+int mqd_server_start(struct mqd_server *s) __attribute__((warn_unused_result));
+
+/* Run the main loop until a stop signal or a shutdown has closed every
+ * connection.  Returns the exit code. */
 int mqd_server_run(struct mqd_server *s);
+
+/* After run (or a failed init or start): stop and join the workers, close
+ * the listeners and signal handlers, and answer every query still out
+ * (with nothing).  s->base stays, so admin can be stopped after this and
+ * before free.  Safe to call twice. */
+void mqd_server_stop(struct mqd_server *s);
+
+/* Stop if not done yet, then free everything, s->base last. */
 void mqd_server_free(struct mqd_server *s);
 
 /* Called by a worker when a client socket closes / a connection struct is
