@@ -21,7 +21,6 @@
 #endif
 
 #include <errno.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -42,6 +41,7 @@
 
 #include "admin/api.h"
 #include "admin/control.h"
+#include "admin/report.h"
 #include "core/config.h"
 #include "core/duration.h"
 #include "core/log.h"
@@ -155,27 +155,6 @@ static json_t *push(json_t *arr, json_t *v)
 	return arr;
 }
 
-/* A string of at most max bytes that need not be UTF-8 (client names, file
- * paths): JSON strings must be, so if it is not, every byte outside ASCII
- * becomes '?'. */
-static json_t *jstr(const char *s, size_t max)
-{
-	size_t n = strnlen(s, max);
-	json_t *j = json_stringn(s, n);
-	char *copy;
-
-	if (j != NULL)
-		return j;
-	copy = malloc(n + 1);
-	if (copy == NULL)
-		return NULL;
-	for (size_t i = 0; i < n; i++)
-		copy[i] = (unsigned char)s[i] < 0x80 ? s[i] : '?';
-	j = json_stringn(copy, n);
-	free(copy);
-	return j;
-}
-
 /* ---- replies --------------------------------------------------------------- */
 
 /* Text from the client made safe to quote in an error: printable ASCII
@@ -241,7 +220,7 @@ static json_t *error_json(const char *fmt, va_list ap)
 	char msg[512];
 
 	vsnprintf(msg, sizeof msg, fmt, ap);
-	return put(json_pack("{s:b}", "ok", 0), "error", jstr(msg, sizeof msg));
+	return put(json_pack("{s:b}", "ok", 0), "error", mqd_report_text(msg, sizeof msg));
 }
 
 static void reply_error(struct ctl_client *c, const char *fmt, ...)
@@ -264,53 +243,6 @@ static json_t *ok_with(const char *key, json_t *v)
 	return put(json_pack("{s:b}", "ok", 1), key, v);
 }
 
-/* ---- queue rows -------------------------------------------------------------- */
-
-static const char *overflow_name(uint8_t overflow)
-{
-	return overflow == 2 ? "drop_head" : "reject";
-}
-
-/* Every field of a row; NULL if jansson cannot build it. */
-static json_t *row_json(const struct mqd_queue_info *r)
-{
-	json_t *settings = json_pack(
-		"{s:I, s:I, s:s, s:I, s:I, s:I, s:s%}",
-		"max_length", JI(r->max_length),
-		"max_bytes", JI(r->max_bytes),
-		"overflow", overflow_name(r->overflow),
-		"message_ttl_ms", JI(r->message_ttl_ms),
-		"ack_timeout_ms", JI(r->ack_timeout_ms),
-		"max_attempts", JI(r->max_attempts),
-		"dead_letter", r->dead_letter,
-		strnlen(r->dead_letter, sizeof r->dead_letter));
-
-	if (settings == NULL)
-		return NULL;
-	/* "o" steals settings, also when the pack fails. */
-	return json_pack(
-		"{s:s%, s:I, s:b, s:b, s:I, s:I, s:I, s:I, s:I,"
-		" s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}",
-		"name", r->name, strnlen(r->name, sizeof r->name),
-		"owner", JI(r->owner),
-		"exclusive", (int)r->exclusive,
-		"auto_delete", (int)r->auto_delete,
-		"ready", JI(r->ready),
-		"held", JI(r->held),
-		"delayed", JI(r->delayed),
-		"bytes", JI(r->bytes),
-		"consumers", JI(r->consumers),
-		"sent", JI(r->sent),
-		"delivered", JI(r->delivered),
-		"acked", JI(r->acked),
-		"redelivered", JI(r->redelivered),
-		"expired", JI(r->expired),
-		"dead_lettered", JI(r->dead_lettered),
-		"dropped", JI(r->dropped),
-		"purged", JI(r->purged),
-		"settings", settings);
-}
-
 /* ---- requests in flight ---------------------------------------------------- */
 
 typedef void (*query_done_fn)(struct ctl_client *c,
@@ -321,7 +253,7 @@ typedef void (*query_done_fn)(struct ctl_client *c,
 struct ctl_query {
 	struct ctl_client *client;
 	query_done_fn done;    /* queue queries */
-	json_t *partial;       /* stats: the reply built so far */
+	struct mqd_report_stats stats; /* stats: gathered so far */
 	enum mqd_admin_op op;  /* declare, delete, purge */
 	uint64_t id;           /* kill: the connection */
 	char name[256];        /* the queue named, for the reply */
@@ -342,7 +274,6 @@ static void query_free(struct ctl_query *q)
 {
 	struct ctl_client *c = q->client;
 
-	json_decref(q->partial);
 	free(q);
 	client_unref(c);
 }
@@ -510,57 +441,18 @@ static int parse_u64(const char *s, uint64_t max, uint64_t *out)
 
 /* ---- stats ------------------------------------------------------------- */
 
-/* Resident set size from /proc/self/statm; 0 if it cannot be read. */
-static uint64_t rss_bytes(void)
+/* {"ok":true} followed by obj's members (obj stolen); NULL if obj is NULL
+ * or jansson fails. */
+static json_t *ok_and(json_t *obj)
 {
-	unsigned long long size, resident;
-	long page = sysconf(_SC_PAGESIZE);
-	FILE *f = fopen("/proc/self/statm", "re");
-	int n;
+	json_t *r = obj != NULL ? json_pack("{s:b}", "ok", 1) : NULL;
 
-	if (f == NULL)
-		return 0;
-	n = fscanf(f, "%llu %llu", &size, &resident);
-	fclose(f);
-	return n == 2 && page > 0 ? resident * (uint64_t)page : 0;
-}
-
-/* Counters summed over the queues that exist now (a deleted queue's
- * counts go with it). */
-static json_t *totals_json(const struct mqd_queue_info *rows, size_t n)
-{
-	uint64_t t[8] = { 0 };
-
-	for (size_t i = 0; i < n; i++) {
-		t[0] += rows[i].sent;
-		t[1] += rows[i].delivered;
-		t[2] += rows[i].acked;
-		t[3] += rows[i].redelivered;
-		t[4] += rows[i].expired;
-		t[5] += rows[i].dead_lettered;
-		t[6] += rows[i].dropped;
-		t[7] += rows[i].purged;
+	if (r != NULL && json_object_update(r, obj) < 0) {
+		json_decref(r);
+		r = NULL;
 	}
-	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
-	                 "sent", JI(t[0]), "delivered", JI(t[1]),
-	                 "acked", JI(t[2]), "redelivered", JI(t[3]),
-	                 "expired", JI(t[4]), "dead_lettered", JI(t[5]),
-	                 "dropped", JI(t[6]), "purged", JI(t[7]));
-}
-
-static json_t *worker_json(const struct mqd_worker_info *w)
-{
-	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
-	                 "index", JI(w->index), "queues", JI(w->queues),
-	                 "connections", JI(w->connections),
-	                 "ready", JI(w->ready), "held", JI(w->held),
-	                 "delayed", JI(w->delayed), "bytes", JI(w->bytes),
-	                 "mails", JI(w->mails), "frames", JI(w->frames));
-}
-
-static double finite_or_0(double x)
-{
-	return isfinite(x) ? x : 0.0;
+	json_decref(obj);
+	return r;
 }
 
 /* Second part of stats: the workers' rows complete the reply. */
@@ -568,72 +460,40 @@ static void stats_workers_cb(void *arg, const struct mqd_worker_info *rows,
                              size_t n)
 {
 	struct ctl_query *q = arg;
-	struct mqd_rates r = { 0, 0 };
-	json_t *list = json_array(), *obj;
+	const struct mqd_admin_api *api;
+	json_t *list;
 
 	if (!query_live(q)) {
-		json_decref(list);
 		query_free(q);
 		return;
 	}
+	api = &q->client->ctl->api;
+	list = json_array();
 	for (size_t i = 0; i < n; i++)
-		list = push(list, worker_json(&rows[i]));
-	q->client->ctl->api.rates(q->client->ctl->api.ctx, &r);
-	obj = q->partial;
-	q->partial = NULL;
-	obj = put(obj, "workers", list);
-	obj = put(obj, "rates", json_pack("{s:f, s:f}",
-	                                   "in", finite_or_0(r.in),
-	                                   "out", finite_or_0(r.out)));
-	reply(q->client, obj);
+		list = push(list, mqd_report_worker_json(&rows[i]));
+	api->rates(api->ctx, &q->stats.rates);
+	reply(q->client, ok_and(mqd_report_stats_json(&q->stats, list)));
 	query_free(q);
 }
 
-/* First part of stats: the queues' rows, then ask the workers. */
+/* First part of stats: the queues' rows and the figures read now, then
+ * ask the workers. */
 static void stats_done(struct ctl_client *c, const struct mqd_queue_info *rows,
                        size_t n)
 {
-	struct mqd_server_stats st;
-	uint64_t ready = 0, held = 0, delayed = 0, bytes = 0;
-	struct ctl_query *q;
-	json_t *obj;
+	const struct mqd_admin_api *api = &c->ctl->api;
+	struct ctl_query *q = query_new(c);
 
-	for (size_t i = 0; i < n; i++) {
-		ready += rows[i].ready;
-		held += rows[i].held;
-		delayed += rows[i].delayed;
-		bytes += rows[i].bytes;
-	}
-	memset(&st, 0, sizeof st);
-	c->ctl->api.stats(c->ctl->api.ctx, &st);
-	obj = json_pack(
-		"{s:b, s:s, s:I, s:I, s:I,"
-		" s:{s:I, s:I, s:I}, s:I, s:{s:I, s:I, s:I}, s:o}",
-		"ok", 1,
-		"version", PACKAGE_VERSION,
-		"uptime_s", JI(st.uptime_ms / 1000),
-		"connections", JI(st.connections),
-		"queues", JI(n),
-		"messages",
-		"ready", JI(ready), "held", JI(held), "delayed", JI(delayed),
-		"bytes", JI(bytes),
-		"memory",
-		"rss_bytes", JI(rss_bytes()),
-		"accounted_bytes", JI(st.mem_accounted),
-		"max_memory", JI(st.max_memory),
-		"totals", totals_json(rows, n));
-	if (obj == NULL) {
-		reply(c, NULL);
-		return;
-	}
-	q = query_new(c);
 	if (q == NULL) {
-		json_decref(obj);
 		reply_error(c, "out of memory");
 		return;
 	}
-	q->partial = obj;
-	if (c->ctl->api.query_workers(c->ctl->api.ctx, stats_workers_cb, q) < 0)
+	q->stats.nqueues = n;
+	for (size_t i = 0; i < n; i++)
+		mqd_report_add_queue(&q->stats.sum, &rows[i]);
+	api->stats(api->ctx, &q->stats.server);
+	q->stats.rss_bytes = mqd_report_rss_bytes();
+	if (api->query_workers(api->ctx, stats_workers_cb, q) < 0)
 		query_failed(q);
 }
 
@@ -652,7 +512,7 @@ static void queues_done(struct ctl_client *c,
 	json_t *list = json_array();
 
 	for (size_t i = 0; i < n; i++)
-		list = push(list, row_json(&rows[i]));
+		list = push(list, mqd_report_queue_json(&rows[i], true));
 	reply(c, ok_with("queues", list));
 }
 
@@ -670,7 +530,7 @@ static void queue_done(struct ctl_client *c, const struct mqd_queue_info *rows,
 		reply_error(c, "no such queue");
 		return;
 	}
-	reply(c, ok_with("queue", row_json(&rows[0])));
+	reply(c, ok_with("queue", mqd_report_queue_json(&rows[0], true)));
 }
 
 CMD(queue)
@@ -687,9 +547,9 @@ static json_t *conn_json(const struct mqd_conn_info *r)
 	return json_pack("{s:I, s:I, s:o, s:o, s:o, s:I, s:I, s:I, s:I, s:I, "
 	                 "s:I, s:I}",
 	                 "id", JI(r->id), "worker", JI(r->worker),
-	                 "peer", jstr(r->peer, sizeof r->peer),
-	                 "client", jstr(r->client, sizeof r->client),
-	                 "user", jstr(r->user, sizeof r->user),
+	                 "peer", mqd_report_text(r->peer, sizeof r->peer),
+	                 "client", mqd_report_text(r->client, sizeof r->client),
+	                 "user", mqd_report_text(r->user, sizeof r->user),
 	                 "age_s", JI(r->age_ms / 1000),
 	                 "consumers", JI(r->consumers), "held", JI(r->held),
 	                 "bytes_in", JI(r->bytes_in),
@@ -1010,7 +870,7 @@ static json_t *split_list(const char *text, size_t max)
 		while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
 			e--;
 		if (e > b)
-			list = push(list, jstr(b, (size_t)(e - b)));
+			list = push(list, mqd_report_text(b, (size_t)(e - b)));
 		p = (comma != NULL ? comma : end) + 1;
 	}
 	return list;
@@ -1113,7 +973,7 @@ static json_t *addr_json(const struct mqd_listen_addr *a)
 	snprintf(buf, sizeof buf, strchr(a->host, ':') ? "[%.*s]:%u" : "%.*s:%u",
 	         (int)strnlen(a->host, sizeof a->host), a->host,
 	         (unsigned)a->port);
-	return jstr(buf, sizeof buf);
+	return mqd_report_text(buf, sizeof buf);
 }
 
 /* The keys of [defaults] and [queue NAME], named as in the file; sizes in
@@ -1126,11 +986,11 @@ static json_t *queue_conf_json(const struct mqd_queue_conf *q,
 	                 first_key, first,
 	                 "max_length", JI(q->max_length),
 	                 "max_bytes", JI(q->max_bytes),
-	                 "overflow", overflow_name(q->overflow),
+	                 "overflow", mqd_report_overflow_name(q->overflow),
 	                 "message_ttl", JI(q->message_ttl_ms),
 	                 "ack_timeout", JI(q->ack_timeout_ms),
 	                 "max_attempts", JI(q->max_attempts),
-	                 "dead_letter", jstr(q->dead_letter,
+	                 "dead_letter", mqd_report_text(q->dead_letter,
 	                                     sizeof q->dead_letter));
 }
 
@@ -1147,7 +1007,7 @@ static json_t *server_conf_json(const struct mqd_config *cfg,
 		"{s:o, s:o, s:s, s:o, s:I, s:I, s:I, s:b, s:I, s:s, s:o, s:o,"
 		" s:I, s:I}",
 		"listen", listen,
-		"control_socket", jstr(cfg->control_socket,
+		"control_socket", mqd_report_text(cfg->control_socket,
 		                       sizeof cfg->control_socket),
 		"control_socket_mode", mode,
 		"metrics_listen", cfg->metrics_on
@@ -1161,8 +1021,8 @@ static json_t *server_conf_json(const struct mqd_config *cfg,
 		"idle_timeout", JI(cfg->idle_timeout_ms),
 		/* loglevel may have changed it since the file was read. */
 		"log_level", mqd_log_level_name(mqd_log_get_level()),
-		"log_file", jstr(cfg->log_file, sizeof cfg->log_file),
-		"pidfile", jstr(cfg->pidfile, sizeof cfg->pidfile),
+		"log_file", mqd_report_text(cfg->log_file, sizeof cfg->log_file),
+		"pidfile", mqd_report_text(cfg->pidfile, sizeof cfg->pidfile),
 		"max_memory", JI(cfg->max_memory),
 		"slow_consumer_bytes", JI(cfg->slow_consumer_bytes));
 }
@@ -1183,9 +1043,9 @@ CMD(config)
 	for (size_t i = 0; i < cfg->nqueues; i++)
 		queues = push(queues, queue_conf_json(
 			&cfg->queues[i], "name",
-			jstr(cfg->queues[i].name, sizeof cfg->queues[i].name)));
+			mqd_report_text(cfg->queues[i].name, sizeof cfg->queues[i].name)));
 	reply(c, json_pack("{s:b, s:o, s:o, s:o, s:o}", "ok", 1,
-	                   "path", jstr(cfg->path, sizeof cfg->path),
+	                   "path", mqd_report_text(cfg->path, sizeof cfg->path),
 	                   "server", server_conf_json(cfg, st.workers),
 	                   "defaults", defaults,
 	                   "queues", queues));

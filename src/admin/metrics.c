@@ -20,17 +20,14 @@
 #include <config.h>
 #endif
 
-#include <math.h>
 #include <netdb.h>
 #include <stdarg.h>
 #include <stdbool.h>
-#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -41,6 +38,7 @@
 
 #include "admin/api.h"
 #include "admin/metrics.h"
+#include "admin/report.h"
 #include "core/log.h"
 
 #define HTTP_TIMEOUT_S 10         /* a client that stalls is dropped */
@@ -185,87 +183,24 @@ static void put_label_value(struct scrape *sc, struct evbuffer *b,
 		sc->oom = true;
 }
 
-/* A field of a row, by offset: every figure is a uint64_t or uint32_t. */
-struct field {
-	const char *name, *type, *help;
-	size_t off;
-	bool u32;
-};
-
-static uint64_t field_value(const void *row, const struct field *f)
-{
-	const char *p = (const char *)row + f->off;
-
-	if (f->u32) {
-		uint32_t v;
-		memcpy(&v, p, sizeof v);
-		return v;
-	} else {
-		uint64_t v;
-		memcpy(&v, p, sizeof v);
-		return v;
-	}
-}
-
-#define QF(n, t, member, help)                                                \
-	{ "mqd_queue_" n, t, help, offsetof(struct mqd_queue_info, member),   \
-	  sizeof(((struct mqd_queue_info *)0)->member) == 4 }
-static const struct field queue_fields[] = {
-	QF("ready", "gauge", ready, "Messages ready for delivery."),
-	QF("held", "gauge", held,
-	   "Messages delivered and not yet acknowledged."),
-	QF("delayed", "gauge", delayed,
-	   "Messages waiting for their delay to pass."),
-	QF("bytes", "gauge", bytes, "Bytes of the messages the queue stores."),
-	QF("consumers", "gauge", consumers, "Consumers attached."),
-	QF("messages_sent_total", "counter", sent,
-	   "Messages sent to the queue."),
-	QF("messages_delivered_total", "counter", delivered,
-	   "Deliveries, redeliveries and GETs included."),
-	QF("messages_acked_total", "counter", acked,
-	   "Messages acknowledged."),
-	QF("messages_redelivered_total", "counter", redelivered,
-	   "Deliveries of a message delivered before."),
-	QF("messages_expired_total", "counter", expired,
-	   "Messages removed when their TTL passed."),
-	QF("messages_dead_lettered_total", "counter", dead_lettered,
-	   "Messages moved to the dead-letter queue."),
-	QF("messages_dropped_total", "counter", dropped,
-	   "Messages dropped (overflow drop_head, max_attempts)."),
-};
-#undef QF
-
-#define WF(n, t, member, help)                                                \
-	{ "mqd_worker_" n, t, help, offsetof(struct mqd_worker_info, member), \
-	  sizeof(((struct mqd_worker_info *)0)->member) == 4 }
-static const struct field worker_fields[] = {
-	WF("queues", "gauge", queues, "Queues the worker owns."),
-	WF("connections", "gauge", connections,
-	   "Client connections whose home is the worker."),
-	WF("mails_total", "counter", mails,
-	   "Mails taken from the worker's inbox."),
-	WF("frames_total", "counter", frames,
-	   "Client frames read by the worker's connections."),
-};
-#undef WF
-
-#define NFIELDS(a) (sizeof(a) / sizeof((a)[0]))
-
+/* A family for each figure the report table exports. */
 static void queue_lines(struct scrape *sc, const struct mqd_queue_info *rows,
                         size_t n)
 {
 	struct evbuffer *b = sc->queue_lines;
 
-	for (size_t f = 0; f < NFIELDS(queue_fields); f++) {
-		const struct field *fd = &queue_fields[f];
+	for (size_t f = 0; f < mqd_report_nqueue_fields; f++) {
+		const struct mqd_report_field *fd = &mqd_report_queue_fields[f];
 
-		family(sc, b, fd->name, fd->type, fd->help);
+		if (fd->metric == NULL)
+			continue;
+		family(sc, b, fd->metric, fd->type, fd->help);
 		for (size_t i = 0; i < n; i++) {
-			put(sc, b, "%s{queue=\"", fd->name);
+			put(sc, b, "%s{queue=\"", fd->metric);
 			put_label_value(sc, b, rows[i].name,
 			                sizeof rows[i].name);
 			put(sc, b, "\"} %llu\n",
-			    (unsigned long long)field_value(&rows[i], fd));
+			    (unsigned long long)mqd_report_value(&rows[i], fd));
 		}
 	}
 }
@@ -275,30 +210,17 @@ static void worker_lines(struct scrape *sc,
 {
 	struct evbuffer *b = sc->worker_lines;
 
-	for (size_t f = 0; f < NFIELDS(worker_fields); f++) {
-		const struct field *fd = &worker_fields[f];
+	for (size_t f = 0; f < mqd_report_nworker_fields; f++) {
+		const struct mqd_report_field *fd = &mqd_report_worker_fields[f];
 
-		family(sc, b, fd->name, fd->type, fd->help);
+		if (fd->metric == NULL)
+			continue;
+		family(sc, b, fd->metric, fd->type, fd->help);
 		for (size_t i = 0; i < n; i++)
-			put(sc, b, "%s{worker=\"%u\"} %llu\n", fd->name,
+			put(sc, b, "%s{worker=\"%u\"} %llu\n", fd->metric,
 			    rows[i].index,
-			    (unsigned long long)field_value(&rows[i], fd));
+			    (unsigned long long)mqd_report_value(&rows[i], fd));
 	}
-}
-
-/* Resident set size from /proc/self/statm; 0 if it cannot be read. */
-static uint64_t rss_bytes(void)
-{
-	unsigned long long size, resident;
-	long page = sysconf(_SC_PAGESIZE);
-	FILE *f = fopen("/proc/self/statm", "re");
-	int n;
-
-	if (f == NULL)
-		return 0;
-	n = fscanf(f, "%llu %llu", &size, &resident);
-	fclose(f);
-	return n == 2 && page > 0 ? resident * (uint64_t)page : 0;
 }
 
 /* The server-wide families, read now. */
@@ -325,7 +247,7 @@ static void server_lines(struct scrape *sc, struct evbuffer *b)
 	family(sc, b, "mqd_memory_resident_bytes", "gauge",
 	       "Resident set size of the process.");
 	put(sc, b, "mqd_memory_resident_bytes %llu\n",
-	    (unsigned long long)rss_bytes());
+	    (unsigned long long)mqd_report_rss_bytes());
 	family(sc, b, "mqd_memory_accounted_bytes", "gauge",
 	       "Bytes held by messages, all queues (what max_memory limits).");
 	put(sc, b, "mqd_memory_accounted_bytes %llu\n",
@@ -338,75 +260,18 @@ static void server_lines(struct scrape *sc, struct evbuffer *b)
 
 /* ---- JSON -------------------------------------------------------------- */
 
-#define JI(v) ((json_int_t)(v))
-
-static json_t *row_json(const struct mqd_queue_info *r)
-{
-	return json_pack(
-		"{s:s%, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
-		" s:I, s:I, s:I}",
-		"name", r->name, strnlen(r->name, sizeof r->name),
-		"owner", JI(r->owner),
-		"ready", JI(r->ready),
-		"held", JI(r->held),
-		"delayed", JI(r->delayed),
-		"bytes", JI(r->bytes),
-		"consumers", JI(r->consumers),
-		"sent", JI(r->sent),
-		"delivered", JI(r->delivered),
-		"acked", JI(r->acked),
-		"redelivered", JI(r->redelivered),
-		"expired", JI(r->expired),
-		"dead_lettered", JI(r->dead_lettered),
-		"dropped", JI(r->dropped));
-}
-
-static json_t *worker_json(const struct mqd_worker_info *w)
-{
-	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
-	                 "index", JI(w->index), "queues", JI(w->queues),
-	                 "connections", JI(w->connections),
-	                 "ready", JI(w->ready), "held", JI(w->held),
-	                 "delayed", JI(w->delayed), "bytes", JI(w->bytes),
-	                 "mails", JI(w->mails), "frames", JI(w->frames));
-}
-
 /* The control socket's `stats` object, without its "ok". */
 static json_t *stats_json(struct scrape *sc)
 {
-	const struct mqd_queue_info *t = &sc->sum;
-	struct mqd_server_stats st;
-	struct mqd_rates rates;
+	struct mqd_report_stats in;
 
-	memset(&st, 0, sizeof st);
-	memset(&rates, 0, sizeof rates);
-	sc->m->api.stats(sc->m->api.ctx, &st);
-	sc->m->api.rates(sc->m->api.ctx, &rates);
-	return json_pack(
-		"{s:s, s:I, s:I, s:I, s:{s:I, s:I, s:I}, s:I,"
-		" s:{s:I, s:I, s:I},"
-		" s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
-		" s:O, s:{s:f, s:f}}",
-		"version", PACKAGE_VERSION,
-		"uptime_s", JI(st.uptime_ms / 1000),
-		"connections", JI(st.connections),
-		"queues", JI(sc->nqueues),
-		"messages",
-		"ready", JI(t->ready), "held", JI(t->held),
-		"delayed", JI(t->delayed),
-		"bytes", JI(t->bytes),
-		"memory",
-		"rss_bytes", JI(rss_bytes()),
-		"accounted_bytes", JI(st.mem_accounted),
-		"max_memory", JI(st.max_memory),
-		"totals",
-		"sent", JI(t->sent), "delivered", JI(t->delivered),
-		"acked", JI(t->acked), "redelivered", JI(t->redelivered),
-		"expired", JI(t->expired), "dead_lettered", JI(t->dead_lettered),
-		"dropped", JI(t->dropped), "purged", JI(t->purged),
-		"workers", sc->workers,
-		"rates", "in", isfinite(rates.in) ? rates.in : 0.0,
-		"out", isfinite(rates.out) ? rates.out : 0.0);
+	memset(&in, 0, sizeof in);
+	sc->m->api.stats(sc->m->api.ctx, &in.server);
+	sc->m->api.rates(sc->m->api.ctx, &in.rates);
+	in.rss_bytes = mqd_report_rss_bytes();
+	in.nqueues = sc->nqueues;
+	in.sum = sc->sum;
+	return mqd_report_stats_json(&in, json_incref(sc->workers));
 }
 
 /* ---- scrapes ------------------------------------------------------------ */
@@ -513,23 +378,6 @@ static void scrape_unref(struct scrape *sc)
 	free(sc);
 }
 
-static void add_row(struct mqd_queue_info *sum,
-                    const struct mqd_queue_info *r)
-{
-	sum->ready += r->ready;
-	sum->held += r->held;
-	sum->delayed += r->delayed;
-	sum->bytes += r->bytes;
-	sum->sent += r->sent;
-	sum->delivered += r->delivered;
-	sum->acked += r->acked;
-	sum->redelivered += r->redelivered;
-	sum->expired += r->expired;
-	sum->dead_lettered += r->dead_lettered;
-	sum->dropped += r->dropped;
-	sum->purged += r->purged;
-}
-
 static void queues_cb(void *arg, const struct mqd_queue_info *rows, size_t n)
 {
 	struct scrape *sc = arg;
@@ -537,12 +385,13 @@ static void queues_cb(void *arg, const struct mqd_queue_info *rows, size_t n)
 	if (scrape_live(sc)) {
 		sc->nqueues = n;
 		for (size_t i = 0; i < n; i++)
-			add_row(&sc->sum, &rows[i]);
+			mqd_report_add_queue(&sc->sum, &rows[i]);
 		if (sc->page == PAGE_METRICS)
 			queue_lines(sc, rows, n);
 		for (size_t i = 0; sc->rows != NULL && i < n; i++)
 			if (json_array_append_new(sc->rows,
-			                          row_json(&rows[i])) < 0)
+			                          mqd_report_queue_json(&rows[i],
+			                                                false)) < 0)
 				sc->oom = true;
 	}
 	scrape_unref(sc);
@@ -557,7 +406,7 @@ static void workers_cb(void *arg, const struct mqd_worker_info *rows,
 		worker_lines(sc, rows, n);
 	for (size_t i = 0; scrape_live(sc) && sc->workers != NULL && i < n; i++)
 		if (json_array_append_new(sc->workers,
-		                          worker_json(&rows[i])) < 0)
+		                          mqd_report_worker_json(&rows[i])) < 0)
 			sc->oom = true;
 	scrape_unref(sc);
 }
