@@ -1,6 +1,11 @@
 /*
  * mqd: argv, daemonizing, the pidfile, and the order of start-up and
  * shutdown.  Everything else lives in the convenience library.
+ *
+ * main wires the two halves together: the server (workers, listeners) and
+ * admin (control socket, metrics), which knows the server only through the
+ * narrow API the server hands out (admin/api.h).  Neither includes the
+ * other.
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -18,10 +23,13 @@
 #include <unistd.h>
 
 
+#include "admin/api.h"
+#include "admin/control.h"
+#include "admin/metrics.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "core/notify.h"
-#include "server.h"
+#include "server/server.h"
 
 #ifndef SYSCONFDIR
 #define SYSCONFDIR "/etc"
@@ -113,10 +121,40 @@ static int write_pidfile(const char *path)
 	return fclose(f) == 0 ? 0 : -1;
 }
 
+/* The ways in for operators: the control socket, then metrics. */
+static int admin_start(struct mqd_server *srv, struct mqd_control **control,
+                       struct mqd_metrics **metrics)
+{
+	struct mqd_admin_api api;
+
+	mqd_server_admin_api(srv, &api);
+	if (mqd_control_start(srv->base, &api, control) < 0 ||
+	    mqd_metrics_start(srv->base, &api, metrics) < 0)
+		return -1;
+	return 0;
+}
+
+/*
+ * The server stops first: its workers are joined and every query still out
+ * is answered while admin is there to hear it.  Then admin closes (the
+ * control socket goes away with the server), then the server is freed,
+ * the event base they share last.
+ */
+static void stop_all(struct mqd_server *srv, struct mqd_control **control,
+                     struct mqd_metrics **metrics)
+{
+	mqd_server_stop(srv);
+	mqd_control_stop(control);
+	mqd_metrics_stop(metrics);
+	mqd_server_free(srv);
+}
+
 int main(int argc, char **argv)
 {
 	static struct mqd_config cfg;
 	static struct mqd_server srv;
+	struct mqd_control *control = NULL;
+	struct mqd_metrics *metrics = NULL;
 	const char *path = DEFAULT_CONFIG;
 	bool daemon = false, check = false;
 	char err[4400];
@@ -192,20 +230,26 @@ int main(int argc, char **argv)
 				close(null);
 		}
 	}
-	/* The server owns the config from here on, and frees it. */
+	/* The server owns the config from here on, and frees it.  The
+	 * control socket comes before the listeners: once "listening on" is
+	 * logged, every way in works. */
 	rc = mqd_server_init(&srv, &cfg);
+	if (rc == 0)
+		rc = admin_start(&srv, &control, &metrics);
+	if (rc == 0)
+		rc = mqd_server_start(&srv);
 	if (rc == 0 && daemon && write_pidfile(cfg.pidfile) < 0)
 		rc = -1;
 	if (rc < 0) {
 		tell_parent(&ready_fd, 'F');
-		mqd_server_free(&srv);
+		stop_all(&srv, &control, &metrics);
 		mqd_log_close();
 		return 1;
 	}
 	tell_parent(&ready_fd, 'R');
 	mqd_notify("READY=1");
 	rc = mqd_server_run(&srv);
-	mqd_server_free(&srv);
+	stop_all(&srv, &control, &metrics);
 	if (daemon && cfg.pidfile[0] != '\0')
 		unlink(cfg.pidfile);
 	mqd_log_info("stopped");

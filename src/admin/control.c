@@ -1,15 +1,18 @@
 /*
- * The control socket (see control.h for its contract).
+ * The control socket (see control.h for its contract): listening,
+ * accepting, reading lines and writing replies.  The commands themselves
+ * are in commands.c, which gets each line through mqd_control_dispatch and
+ * answers through mqd_control_reply.
  *
  * Everything here runs on the main thread.  Each client is a bufferevent;
- * its input is cut into lines and each line is one command, dispatched
- * through the command table.  A command answers with exactly one JSON
- * object on one line, at once or later (when it has to ask the workers).
- * One command per client is in progress at a time: the lines after it wait
- * in the client's input buffer, so replies come back in command order
- * without a queue of our own.  Bounds: a line is at most CTL_LINE_MAX bytes;
- * reading stops while CTL_INPUT_HIGH bytes are waiting, and commands stop
- * being taken while CTL_OUTPUT_HIGH bytes of replies are unread.
+ * its input is cut into lines and each line is one command.  A command
+ * answers with exactly one JSON object on one line, at once or later (when
+ * it has to ask the workers).  One command per client is in progress at a
+ * time: the lines after it wait in the client's input buffer, so replies
+ * come back in command order without a queue of our own.  Bounds: a line is
+ * at most CTL_LINE_MAX bytes; reading stops while CTL_INPUT_HIGH bytes are
+ * waiting, and commands stop being taken while CTL_OUTPUT_HIGH bytes of
+ * replies are unread.
  *
  * Lifetime: a client struct is reference-counted.  Its connection holds one
  * reference and every query in flight to the workers holds one, so a query
@@ -21,7 +24,6 @@
 #endif
 
 #include <errno.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -40,53 +42,21 @@
 #include <event2/listener.h>
 #include <jansson.h>
 
+#include "admin/api.h"
 #include "admin/control.h"
+#include "admin/control_internal.h"
+#include "admin/report.h"
 #include "core/config.h"
-#include "core/duration.h"
 #include "core/log.h"
-#include "proto/proto.h"
-#include "server.h"
 
 #define CTL_LINE_MAX 4096              /* bytes of a command, without EOL */
 #define CTL_CLIENTS_MAX 64
-#define CTL_ARGS_MAX 16                /* words after the command's name */
 #define CTL_INPUT_HIGH (64u << 10)     /* stop reading above this */
 #define CTL_OUTPUT_HIGH (4u << 20)     /* stop taking commands above this */
-#define CTL_ECHO_MAX 64                /* bytes of user text put in errors */
-#define CTL_SHUTDOWN_DEFAULT_MS 10000u
-#define CTL_SHUTDOWN_MAX_MS (24u * 3600 * 1000)
-#define DECL_KEYS 7                    /* keys "declare" takes */
-
-struct ctl_client;
-
-struct mqd_control {
-	struct mqd_server *srv;
-	struct evconnlistener *listener;
-	struct ctl_client *clients; /* open clients, doubly linked */
-	unsigned nclients;
-	uint64_t next_id;
-	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-	/* The socket file we made: stop unlinks the path only while it is
-	 * still this file. */
-	dev_t dev;
-	ino_t ino;
-};
-
-struct ctl_client {
-	struct ctl_client *prev, *next;
-	struct mqd_control *ctl;  /* NULL once the connection is closed */
-	struct bufferevent *bev;  /* NULL once the connection is closed */
-	uint64_t id;
-	unsigned refs;    /* the connection's, plus one per query in flight */
-	bool busy;        /* a command's reply has not been written yet */
-	bool in_process;  /* process_lines is on the stack */
-	bool eof;         /* the client shut down its side: answer, close */
-	bool closing;     /* close once the output is written */
-};
 
 /* ---- clients: lifetime ------------------------------------------------- */
 
-static void client_unref(struct ctl_client *c)
+void mqd_control_unref(struct ctl_client *c)
 {
 	if (--c->refs == 0)
 		free(c);
@@ -109,7 +79,7 @@ static void client_close(struct ctl_client *c)
 	bufferevent_free(c->bev);
 	c->bev = NULL;
 	c->ctl = NULL;
-	client_unref(c);
+	mqd_control_unref(c);
 }
 
 /* Close once every reply is written; read nothing more meanwhile. */
@@ -121,77 +91,7 @@ static void close_after_flush(struct ctl_client *c)
 		client_close(c);
 }
 
-/* ---- JSON ------------------------------------------------------------------ */
-
-#define JI(v) ((json_int_t)(v))
-
-/* obj[key] = v, v's reference stolen.  NULL (obj released) when obj is
- * NULL or jansson fails, so calls chain and a failure reaches the end. */
-static json_t *put(json_t *obj, const char *key, json_t *v)
-{
-	if (obj == NULL) {
-		json_decref(v);
-		return NULL;
-	}
-	if (json_object_set_new(obj, key, v) < 0) { /* v released too */
-		json_decref(obj);
-		return NULL;
-	}
-	return obj;
-}
-
-/* arr += v, the same way. */
-static json_t *push(json_t *arr, json_t *v)
-{
-	if (arr == NULL) {
-		json_decref(v);
-		return NULL;
-	}
-	if (json_array_append_new(arr, v) < 0) {
-		json_decref(arr);
-		return NULL;
-	}
-	return arr;
-}
-
-/* A string of at most max bytes that need not be UTF-8 (client names, file
- * paths): JSON strings must be, so if it is not, every byte outside ASCII
- * becomes '?'. */
-static json_t *jstr(const char *s, size_t max)
-{
-	size_t n = strnlen(s, max);
-	json_t *j = json_stringn(s, n);
-	char *copy;
-
-	if (j != NULL)
-		return j;
-	copy = malloc(n + 1);
-	if (copy == NULL)
-		return NULL;
-	for (size_t i = 0; i < n; i++)
-		copy[i] = (unsigned char)s[i] < 0x80 ? s[i] : '?';
-	j = json_stringn(copy, n);
-	free(copy);
-	return j;
-}
-
 /* ---- replies --------------------------------------------------------------- */
-
-/* Text from the client made safe to quote in an error: printable ASCII
- * only (JSON needs valid UTF-8), cut to CTL_ECHO_MAX bytes. */
-static const char *printable(const char *s, char *buf, size_t cap)
-{
-	size_t i, n = 0;
-
-	for (i = 0; s[i] != '\0' && n + 4 < cap && i < CTL_ECHO_MAX; i++)
-		buf[n++] = s[i] >= 0x20 && s[i] < 0x7f ? s[i] : '?';
-	if (s[i] != '\0') {
-		memcpy(buf + n, "...", 3);
-		n += 3;
-	}
-	buf[n] = '\0';
-	return buf;
-}
 
 /* Write obj (reference stolen) as one line. */
 static void send_json(struct ctl_client *c, json_t *obj)
@@ -217,7 +117,7 @@ static void send_json(struct ctl_client *c, json_t *obj)
 /* Push what is queued for c into its socket now (non-blocking; whatever
  * does not fit is left to the event loop).  For replies that should be
  * out before the server goes away. */
-static void flush_now(struct ctl_client *c)
+void mqd_control_flush(struct ctl_client *c)
 {
 	if (c->bev != NULL)
 		(void)evbuffer_write(bufferevent_get_output(c->bev),
@@ -227,7 +127,7 @@ static void flush_now(struct ctl_client *c)
 static void process_lines(struct ctl_client *c);
 
 /* The answer to the command in progress; the next one may start. */
-static void reply(struct ctl_client *c, json_t *obj)
+void mqd_control_reply(struct ctl_client *c, json_t *obj)
 {
 	send_json(c, obj);
 	c->busy = false;
@@ -240,998 +140,18 @@ static json_t *error_json(const char *fmt, va_list ap)
 	char msg[512];
 
 	vsnprintf(msg, sizeof msg, fmt, ap);
-	return put(json_pack("{s:b}", "ok", 0), "error", jstr(msg, sizeof msg));
+	/* "o" steals the text; a NULL one (jansson failed) fails the pack,
+	 * and send_json says "out of memory" instead. */
+	return json_pack("{s:b, s:o}", "ok", 0, "error",
+	                 mqd_report_text(msg, sizeof msg));
 }
 
-static void reply_error(struct ctl_client *c, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void reply_error(struct ctl_client *c, const char *fmt, ...)
+void mqd_control_verror(struct ctl_client *c, const char *fmt, va_list ap)
 {
-	va_list ap;
-	json_t *obj;
-
-	va_start(ap, fmt);
-	obj = error_json(fmt, ap);
-	va_end(ap);
-	reply(c, obj);
-}
-
-/* {"ok":true} plus key: v (stolen). */
-static json_t *ok_with(const char *key, json_t *v)
-{
-	return put(json_pack("{s:b}", "ok", 1), key, v);
-}
-
-/* ---- queue rows -------------------------------------------------------------- */
-
-static const char *overflow_name(uint8_t overflow)
-{
-	return overflow == 2 ? "drop_head" : "reject";
-}
-
-/* Every field of a row; NULL if jansson cannot build it. */
-static json_t *row_json(const struct mqd_queue_info *r)
-{
-	json_t *settings = json_pack(
-		"{s:I, s:I, s:s, s:I, s:I, s:I, s:s%}",
-		"max_length", JI(r->max_length),
-		"max_bytes", JI(r->max_bytes),
-		"overflow", overflow_name(r->overflow),
-		"message_ttl_ms", JI(r->message_ttl_ms),
-		"ack_timeout_ms", JI(r->ack_timeout_ms),
-		"max_attempts", JI(r->max_attempts),
-		"dead_letter", r->dead_letter,
-		strnlen(r->dead_letter, sizeof r->dead_letter));
-
-	if (settings == NULL)
-		return NULL;
-	/* "o" steals settings, also when the pack fails. */
-	return json_pack(
-		"{s:s%, s:I, s:b, s:b, s:I, s:I, s:I, s:I, s:I,"
-		" s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}",
-		"name", r->name, strnlen(r->name, sizeof r->name),
-		"owner", JI(r->owner),
-		"exclusive", (int)r->exclusive,
-		"auto_delete", (int)r->auto_delete,
-		"ready", JI(r->ready),
-		"held", JI(r->held),
-		"delayed", JI(r->delayed),
-		"bytes", JI(r->bytes),
-		"consumers", JI(r->consumers),
-		"sent", JI(r->sent),
-		"delivered", JI(r->delivered),
-		"acked", JI(r->acked),
-		"redelivered", JI(r->redelivered),
-		"expired", JI(r->expired),
-		"dead_lettered", JI(r->dead_lettered),
-		"dropped", JI(r->dropped),
-		"purged", JI(r->purged),
-		"settings", settings);
-}
-
-/* ---- requests in flight ---------------------------------------------------- */
-
-typedef void (*query_done_fn)(struct ctl_client *c,
-                              const struct mqd_queue_info *rows, size_t n);
-
-/* A command waiting for the workers.  It holds a reference on its client,
- * so an answer that comes back after the client left finds the struct. */
-struct ctl_query {
-	struct ctl_client *client;
-	query_done_fn done;    /* queue queries */
-	json_t *partial;       /* stats: the reply built so far */
-	enum mqd_admin_op op;  /* declare, delete, purge */
-	uint64_t id;           /* kill: the connection */
-	char name[256];        /* the queue named, for the reply */
-};
-
-static struct ctl_query *query_new(struct ctl_client *c)
-{
-	struct ctl_query *q = calloc(1, sizeof *q);
-
-	if (q == NULL)
-		return NULL;
-	q->client = c;
-	c->refs++;
-	return q;
-}
-
-static void query_free(struct ctl_query *q)
-{
-	struct ctl_client *c = q->client;
-
-	json_decref(q->partial);
-	free(q);
-	client_unref(c);
-}
-
-/* Whether the client of a returning query is still there to answer. */
-static bool query_live(const struct ctl_query *q)
-{
-	if (q->client->ctl != NULL)
-		return true;
-	mqd_log_debug("control client %llu left before its reply",
-	              (unsigned long long)q->client->id);
-	return false;
-}
-
-/* A query could not start (cb will not be called): answer now. */
-static void query_failed(struct ctl_query *q)
-{
-	struct ctl_client *c = q->client;
-
-	c->refs++; /* query_free must not free c under us */
-	query_free(q);
-	reply_error(c, "cannot query the workers (shutting down?)");
-	client_unref(c);
-}
-
-/* Called exactly once per started query, on the main thread. */
-static void queues_cb(void *arg, const struct mqd_queue_info *rows, size_t n)
-{
-	struct ctl_query *q = arg;
-
-	if (query_live(q))
-		q->done(q->client, rows, n);
-	query_free(q);
-}
-
-/* Ask the owners; done() answers the command.  name NULL = every queue. */
-static void start_query(struct ctl_client *c, const char *name,
-                        query_done_fn done)
-{
-	struct ctl_query *q = query_new(c);
-
-	if (q == NULL) {
-		reply_error(c, "out of memory");
-		return;
-	}
-	q->done = done;
-	if (mqd_server_query_queues(c->ctl->srv, name, queues_cb, q) < 0)
-		query_failed(q);
-}
-
-/* ---- commands ---------------------------------------------------------- */
-
-struct ctl_cmd {
-	const char *name;
-	int min_args, max_args; /* words after the name */
-	/* Must answer (reply/reply_error) exactly once, now or later. */
-	void (*handler)(struct ctl_client *c, int argc, char **argv);
-	const char *usage;
-	const char *help;
-};
-
-#define CMD(name) \
-	static void cmd_##name(struct ctl_client *c, int argc, char **argv)
-CMD(help);
-CMD(version);
-CMD(stats);
-CMD(queues);
-CMD(queue);
-CMD(connections);
-CMD(kill);
-CMD(declare);
-CMD(delete);
-CMD(purge);
-CMD(reload);
-CMD(shutdown);
-CMD(loglevel);
-CMD(config);
-CMD(logreopen);
-
-static const struct ctl_cmd commands[] = {
-	{ "help", 0, 0, cmd_help, "help", "list the commands" },
-	{ "version", 0, 0, cmd_version, "version", "the server's version" },
-	{ "stats", 0, 0, cmd_stats, "stats",
-	  "uptime, connections, messages, memory, totals, rates, workers" },
-	{ "queues", 0, 0, cmd_queues, "queues",
-	  "every queue, one row each, sorted by name" },
-	{ "queue", 1, 1, cmd_queue, "queue NAME",
-	  "one queue in full, with its settings" },
-	{ "connections", 0, 0, cmd_connections, "connections",
-	  "every client connection, sorted by id" },
-	{ "kill", 1, 1, cmd_kill, "kill ID",
-	  "close a connection; what it holds is redelivered" },
-	{ "declare", 1, 1 + DECL_KEYS, cmd_declare,
-	  "declare NAME [key=value ...]",
-	  "create a queue (keys: max_length, max_bytes, overflow, "
-	  "message_ttl, ack_timeout, max_attempts, dead_letter)" },
-	{ "delete", 1, 2, cmd_delete, "delete NAME [--if-empty]",
-	  "delete a queue and its messages" },
-	{ "purge", 1, 1, cmd_purge, "purge NAME",
-	  "remove a queue's ready and delayed messages" },
-	{ "reload", 0, 0, cmd_reload, "reload",
-	  "re-read the config file (as SIGHUP)" },
-	{ "shutdown", 0, 1, cmd_shutdown, "shutdown [TIMEOUT]",
-	  "stop: wait up to TIMEOUT (default 10s) for acks, then exit 0" },
-	{ "loglevel", 1, 1, cmd_loglevel, "loglevel LEVEL",
-	  "set the log level: error, warn, info or debug" },
-	{ "config", 0, 0, cmd_config, "config", "the configuration in force" },
-	{ "logreopen", 0, 0, cmd_logreopen, "logreopen",
-	  "reopen the log file (after it was rotated)" },
-};
-
-#define NCOMMANDS (sizeof commands / sizeof commands[0])
-
-CMD(help)
-{
-	json_t *list = json_array();
-
-	(void)argc;
-	(void)argv;
-	for (size_t i = 0; i < NCOMMANDS; i++)
-		list = push(list, json_pack("{s:s, s:s, s:s}",
-		                            "name", commands[i].name,
-		                            "usage", commands[i].usage,
-		                            "help", commands[i].help));
-	reply(c, ok_with("commands", list));
-}
-
-CMD(version)
-{
-	(void)argc;
-	(void)argv;
-	reply(c, json_pack("{s:b, s:s, s:s}", "ok", 1, "version",
-	                   PACKAGE_VERSION, "server", MQD_SERVER_NAME));
-}
-
-/* A queue name from the command line, or an error reply (false). */
-static bool name_ok(struct ctl_client *c, const char *name)
-{
-	char echo[CTL_ECHO_MAX + 4];
-
-	if (mqd_name_valid((const uint8_t *)name, strlen(name)))
-		return true;
-	reply_error(c, "bad queue name '%s'",
-	            printable(name, echo, sizeof echo));
-	return false;
-}
-
-/* Decimal digits only, at most max; 0 or -1. */
-static int parse_u64(const char *s, uint64_t max, uint64_t *out)
-{
-	uint64_t v = 0;
-
-	if (*s == '\0')
-		return -1;
-	for (; *s != '\0'; s++) {
-		unsigned d = (unsigned)(*s - '0');
-
-		if (*s < '0' || *s > '9' || v > (max - d) / 10)
-			return -1;
-		v = v * 10 + d;
-	}
-	*out = v;
-	return 0;
-}
-
-/* ---- stats ------------------------------------------------------------- */
-
-/* Resident set size from /proc/self/statm; 0 if it cannot be read. */
-static uint64_t rss_bytes(void)
-{
-	unsigned long long size, resident;
-	long page = sysconf(_SC_PAGESIZE);
-	FILE *f = fopen("/proc/self/statm", "re");
-	int n;
-
-	if (f == NULL)
-		return 0;
-	n = fscanf(f, "%llu %llu", &size, &resident);
-	fclose(f);
-	return n == 2 && page > 0 ? resident * (uint64_t)page : 0;
-}
-
-/* Counters summed over the queues that exist now (a deleted queue's
- * counts go with it). */
-static json_t *totals_json(const struct mqd_queue_info *rows, size_t n)
-{
-	uint64_t t[8] = { 0 };
-
-	for (size_t i = 0; i < n; i++) {
-		t[0] += rows[i].sent;
-		t[1] += rows[i].delivered;
-		t[2] += rows[i].acked;
-		t[3] += rows[i].redelivered;
-		t[4] += rows[i].expired;
-		t[5] += rows[i].dead_lettered;
-		t[6] += rows[i].dropped;
-		t[7] += rows[i].purged;
-	}
-	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
-	                 "sent", JI(t[0]), "delivered", JI(t[1]),
-	                 "acked", JI(t[2]), "redelivered", JI(t[3]),
-	                 "expired", JI(t[4]), "dead_lettered", JI(t[5]),
-	                 "dropped", JI(t[6]), "purged", JI(t[7]));
-}
-
-static json_t *worker_json(const struct mqd_worker_info *w)
-{
-	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
-	                 "index", JI(w->index), "queues", JI(w->queues),
-	                 "connections", JI(w->connections),
-	                 "ready", JI(w->ready), "held", JI(w->held),
-	                 "delayed", JI(w->delayed), "bytes", JI(w->bytes),
-	                 "mails", JI(w->mails), "frames", JI(w->frames));
-}
-
-static double finite_or_0(double x)
-{
-	return isfinite(x) ? x : 0.0;
-}
-
-/* Second part of stats: the workers' rows complete the reply. */
-static void stats_workers_cb(void *arg, const struct mqd_worker_info *rows,
-                             size_t n)
-{
-	struct ctl_query *q = arg;
-	struct mqd_rates r = { 0, 0 };
-	json_t *list = json_array(), *obj;
-
-	if (!query_live(q)) {
-		json_decref(list);
-		query_free(q);
-		return;
-	}
-	for (size_t i = 0; i < n; i++)
-		list = push(list, worker_json(&rows[i]));
-	mqd_server_rates(q->client->ctl->srv, &r);
-	obj = q->partial;
-	q->partial = NULL;
-	obj = put(obj, "workers", list);
-	obj = put(obj, "rates", json_pack("{s:f, s:f}",
-	                                   "in", finite_or_0(r.in),
-	                                   "out", finite_or_0(r.out)));
-	reply(q->client, obj);
-	query_free(q);
-}
-
-/* First part of stats: the queues' rows, then ask the workers. */
-static void stats_done(struct ctl_client *c, const struct mqd_queue_info *rows,
-                       size_t n)
-{
-	struct mqd_server_stats st;
-	uint64_t ready = 0, held = 0, delayed = 0, bytes = 0;
-	struct ctl_query *q;
-	json_t *obj;
-
-	for (size_t i = 0; i < n; i++) {
-		ready += rows[i].ready;
-		held += rows[i].held;
-		delayed += rows[i].delayed;
-		bytes += rows[i].bytes;
-	}
-	memset(&st, 0, sizeof st);
-	mqd_server_stats(c->ctl->srv, &st);
-	obj = json_pack(
-		"{s:b, s:s, s:I, s:I, s:I,"
-		" s:{s:I, s:I, s:I}, s:I, s:{s:I, s:I, s:I}, s:o}",
-		"ok", 1,
-		"version", PACKAGE_VERSION,
-		"uptime_s", JI(st.uptime_ms / 1000),
-		"connections", JI(st.connections),
-		"queues", JI(n),
-		"messages",
-		"ready", JI(ready), "held", JI(held), "delayed", JI(delayed),
-		"bytes", JI(bytes),
-		"memory",
-		"rss_bytes", JI(rss_bytes()),
-		"accounted_bytes", JI(st.mem_accounted),
-		"max_memory", JI(st.max_memory),
-		"totals", totals_json(rows, n));
-	if (obj == NULL) {
-		reply(c, NULL);
-		return;
-	}
-	q = query_new(c);
-	if (q == NULL) {
-		json_decref(obj);
-		reply_error(c, "out of memory");
-		return;
-	}
-	q->partial = obj;
-	if (mqd_server_query_workers(c->ctl->srv, stats_workers_cb, q) < 0)
-		query_failed(q);
-}
-
-CMD(stats)
-{
-	(void)argc;
-	(void)argv;
-	start_query(c, NULL, stats_done);
-}
-
-/* ---- queues ------------------------------------------------------------ */
-
-static void queues_done(struct ctl_client *c,
-                        const struct mqd_queue_info *rows, size_t n)
-{
-	json_t *list = json_array();
-
-	for (size_t i = 0; i < n; i++)
-		list = push(list, row_json(&rows[i]));
-	reply(c, ok_with("queues", list));
-}
-
-CMD(queues)
-{
-	(void)argc;
-	(void)argv;
-	start_query(c, NULL, queues_done);
-}
-
-static void queue_done(struct ctl_client *c, const struct mqd_queue_info *rows,
-                       size_t n)
-{
-	if (n == 0) {
-		reply_error(c, "no such queue");
-		return;
-	}
-	reply(c, ok_with("queue", row_json(&rows[0])));
-}
-
-CMD(queue)
-{
-	(void)argc;
-	if (name_ok(c, argv[0]))
-		start_query(c, argv[0], queue_done);
-}
-
-/* ---- connections, kill ------------------------------------------------- */
-
-static json_t *conn_json(const struct mqd_conn_info *r)
-{
-	return json_pack("{s:I, s:I, s:o, s:o, s:o, s:I, s:I, s:I, s:I, s:I, "
-	                 "s:I, s:I}",
-	                 "id", JI(r->id), "worker", JI(r->worker),
-	                 "peer", jstr(r->peer, sizeof r->peer),
-	                 "client", jstr(r->client, sizeof r->client),
-	                 "user", jstr(r->user, sizeof r->user),
-	                 "age_s", JI(r->age_ms / 1000),
-	                 "consumers", JI(r->consumers), "held", JI(r->held),
-	                 "bytes_in", JI(r->bytes_in),
-	                 "bytes_out", JI(r->bytes_out),
-	                 "subscriptions", JI(r->subscriptions),
-	                 "dropped", JI(r->dropped));
-}
-
-static void conns_cb(void *arg, const struct mqd_conn_info *rows, size_t n)
-{
-	struct ctl_query *q = arg;
-
-	if (query_live(q)) {
-		json_t *list = json_array();
-
-		for (size_t i = 0; i < n; i++)
-			list = push(list, conn_json(&rows[i]));
-		reply(q->client, ok_with("connections", list));
-	}
-	query_free(q);
-}
-
-CMD(connections)
-{
-	struct ctl_query *q = query_new(c);
-
-	(void)argc;
-	(void)argv;
-	if (q == NULL) {
-		reply_error(c, "out of memory");
-		return;
-	}
-	if (mqd_server_query_conns(c->ctl->srv, conns_cb, q) < 0)
-		query_failed(q);
-}
-
-static void kill_cb(void *arg, bool found)
-{
-	struct ctl_query *q = arg;
-
-	if (query_live(q)) {
-		if (found)
-			reply(q->client, ok_with("killed", json_integer(JI(q->id))));
-		else
-			reply_error(q->client, "no such connection");
-	}
-	query_free(q);
-}
-
-CMD(kill)
-{
-	char echo[CTL_ECHO_MAX + 4];
-	struct ctl_query *q;
-	uint64_t id;
-
-	(void)argc;
-	if (parse_u64(argv[0], INT64_MAX, &id) < 0) {
-		reply_error(c, "bad connection id '%s' (write a number from "
-		            "connections)", printable(argv[0], echo, sizeof echo));
-		return;
-	}
-	q = query_new(c);
-	if (q == NULL) {
-		reply_error(c, "out of memory");
-		return;
-	}
-	q->id = id;
-	mqd_log_info("control client %llu: kill connection %llu",
-	             (unsigned long long)c->id, (unsigned long long)id);
-	if (mqd_server_kill_conn(c->ctl->srv, id, kill_cb, q) < 0)
-		query_failed(q);
-}
-
-/* ---- declare, delete, purge ---------------------------------------------- */
-
-enum decl_type { D_UINT, D_SIZE, D_DURATION, D_OVERFLOW, D_QUEUE };
-
-/* The keys of "declare NAME key=value", named as in [queue NAME]. */
-static const struct decl_key {
-	const char *name;
-	enum decl_type type;
-	size_t offset, size; /* in struct mqd_queue_conf */
-	uint64_t max;        /* D_UINT, D_DURATION */
-} decl_keys[DECL_KEYS] = {
-#define DK(n, t, f, m)                                                       \
-	{ n, t, offsetof(struct mqd_queue_conf, f),                          \
-	  sizeof(((struct mqd_queue_conf *)0)->f), m }
-	DK("max_length", D_UINT, max_length, UINT32_MAX),
-	DK("max_bytes", D_SIZE, max_bytes, UINT64_MAX),
-	DK("overflow", D_OVERFLOW, overflow, 0),
-	DK("message_ttl", D_DURATION, message_ttl_ms, UINT32_MAX),
-	DK("ack_timeout", D_DURATION, ack_timeout_ms, UINT32_MAX),
-	DK("max_attempts", D_UINT, max_attempts, UINT16_MAX),
-	DK("dead_letter", D_QUEUE, dead_letter, 0),
-#undef DK
-};
-
-static void store(void *field, size_t size, uint64_t v)
-{
-	switch (size) {
-	case 1: { uint8_t x = (uint8_t)v; memcpy(field, &x, 1); break; }
-	case 2: { uint16_t x = (uint16_t)v; memcpy(field, &x, 2); break; }
-	case 4: { uint32_t x = (uint32_t)v; memcpy(field, &x, 4); break; }
-	default: memcpy(field, &v, sizeof v); break;
-	}
-}
-
-/* The value of one declare key into *n (numbers) or q (dead_letter);
- * 0, or -1 with the reason in why. */
-static int decl_value(const struct decl_key *k, const char *v,
-                      struct mqd_queue_conf *q, const char *queue,
-                      uint64_t *n, char *why, size_t cap)
-{
-	char echo[CTL_ECHO_MAX + 4];
-
-	printable(v, echo, sizeof echo);
-	switch (k->type) {
-	case D_UINT:
-		if (parse_u64(v, k->max, n) == 0)
-			return 0;
-		snprintf(why, cap, "bad number '%s' for %s (write a whole number "
-		         "from 0 to %llu)", echo, k->name,
-		         (unsigned long long)k->max);
-		return -1;
-	case D_SIZE:
-		if (mqd_parse_size(v, n) == 0)
-			return 0;
-		snprintf(why, cap, "bad size '%s' for %s (write bytes with an "
-		         "optional K, M or G suffix, e.g. 64M)", echo, k->name);
-		return -1;
-	case D_DURATION:
-		if (mqd_parse_duration(v, n) == 0 && *n <= k->max)
-			return 0;
-		snprintf(why, cap, "bad duration '%s' for %s (write a number and "
-		         "ms, s, m or h, e.g. 30s; at most %llums)", echo,
-		         k->name, (unsigned long long)k->max);
-		return -1;
-	case D_OVERFLOW:
-		*n = strcmp(v, "reject") == 0      ? 1
-		   : strcmp(v, "drop_head") == 0 ? 2
-		                                 : 0;
-		if (*n != 0)
-			return 0;
-		snprintf(why, cap, "bad value '%s' for overflow (write reject or "
-		         "drop_head)", echo);
-		return -1;
-	case D_QUEUE:
-		if (*v != '\0' && !mqd_name_valid((const uint8_t *)v, strlen(v))) {
-			snprintf(why, cap, "bad queue name '%s' for %s", echo,
-			         k->name);
-			return -1;
-		}
-		if (strcmp(v, queue) == 0) {
-			snprintf(why, cap, "%s may not name the queue itself",
-			         k->name);
-			return -1;
-		}
-		/* mqd_name_valid: at most 255 bytes, the field holds 256. */
-		memset((char *)q + k->offset, 0, k->size);
-		memcpy((char *)q + k->offset, v, strlen(v));
-		return 0;
-	}
-	return -1;
-}
-
-/* One "key=value" into q; 0, or -1 with the reason in why.  given: the
- * keys seen so far, one bit each. */
-static int decl_set(struct mqd_queue_conf *q, const char *queue, char *arg,
-                    unsigned *given, char *why, size_t cap)
-{
-	char echo[CTL_ECHO_MAX + 4];
-	char *eq = strchr(arg, '=');
-	const struct decl_key *k = NULL;
-	uint64_t n = 0;
-
-	if (eq == NULL || eq == arg) {
-		snprintf(why, cap, "bad argument '%s' (write key=value)",
-		         printable(arg, echo, sizeof echo));
-		return -1;
-	}
-	*eq = '\0';
-	for (size_t i = 0; i < DECL_KEYS && k == NULL; i++)
-		if (strcmp(decl_keys[i].name, arg) == 0)
-			k = &decl_keys[i];
-	if (k == NULL) {
-		snprintf(why, cap, "unknown key '%s' (keys: max_length, "
-		         "max_bytes, overflow, message_ttl, ack_timeout, "
-		         "max_attempts, dead_letter)",
-		         printable(arg, echo, sizeof echo));
-		return -1;
-	}
-	if (*given & (1u << (k - decl_keys))) {
-		snprintf(why, cap, "repeated key '%s'", k->name);
-		return -1;
-	}
-	*given |= 1u << (k - decl_keys);
-	if (decl_value(k, eq + 1, q, queue, &n, why, cap) < 0)
-		return -1;
-	if (k->type != D_QUEUE)
-		store((char *)q + k->offset, k->size, n);
-	return 0;
-}
-
-static void admin_cb(void *arg, const struct mqd_admin_result *r)
-{
-	struct ctl_query *q = arg;
-	struct ctl_client *c = q->client;
-	json_t *name;
-
-	if (!query_live(q)) {
-		query_free(q);
-		return;
-	}
-	if (r->code != 0) {
-		if (r->message[0] != '\0')
-			reply_error(c, "%s: %.*s", mqd_err_name(r->code),
-			            (int)sizeof r->message, r->message);
-		else
-			reply_error(c, "%s", mqd_err_name(r->code));
-		query_free(q);
-		return;
-	}
-	name = json_string(q->name); /* a valid queue name: ASCII */
-	switch (q->op) {
-	case MQD_ADMIN_DECLARE:
-		reply(c, put(ok_with("queue", name), "created",
-		             json_boolean(r->created)));
-		break;
-	case MQD_ADMIN_DELETE:
-		reply(c, ok_with("deleted", name));
-		break;
-	case MQD_ADMIN_PURGE:
-		reply(c, put(ok_with("queue", name), "purged",
-		             json_integer(JI(r->count))));
-		break;
-	}
-	query_free(q);
-}
-
-static void start_admin(struct ctl_client *c, enum mqd_admin_op op,
-                        const char *name, const struct mqd_queue_conf *set,
-                        bool if_empty)
-{
-	static const char *const verbs[] = {
-		[MQD_ADMIN_DECLARE] = "declare", [MQD_ADMIN_DELETE] = "delete",
-		[MQD_ADMIN_PURGE] = "purge",
-	};
-	struct ctl_query *q = query_new(c);
-
-	if (q == NULL) {
-		reply_error(c, "out of memory");
-		return;
-	}
-	q->op = op;
-	snprintf(q->name, sizeof q->name, "%s", name);
-	mqd_log_info("control client %llu: %s queue %s%s",
-	             (unsigned long long)c->id, verbs[op], name,
-	             if_empty ? " (if empty)" : "");
-	if (mqd_server_admin_queue(c->ctl->srv, op, name, set, if_empty,
-	                           admin_cb, q) < 0)
-		query_failed(q);
-}
-
-CMD(declare)
-{
-	struct mqd_queue_conf set;
-	unsigned given = 0;
-	char why[512];
-
-	if (!name_ok(c, argv[0]))
-		return;
-	memset(&set, 0, sizeof set);
-	for (int i = 1; i < argc; i++) {
-		if (decl_set(&set, argv[0], argv[i], &given, why,
-		             sizeof why) < 0) {
-			reply_error(c, "%s", why);
-			return;
-		}
-	}
-	start_admin(c, MQD_ADMIN_DECLARE, argv[0], &set, false);
-}
-
-CMD(delete)
-{
-	char echo[CTL_ECHO_MAX + 4];
-
-	if (argc == 2 && strcmp(argv[1], "--if-empty") != 0) {
-		reply_error(c, "unknown option '%s' (usage: delete NAME "
-		            "[--if-empty])", printable(argv[1], echo, sizeof echo));
-		return;
-	}
-	if (name_ok(c, argv[0]))
-		start_admin(c, MQD_ADMIN_DELETE, argv[0], NULL, argc == 2);
-}
-
-CMD(purge)
-{
-	(void)argc;
-	if (name_ok(c, argv[0]))
-		start_admin(c, MQD_ADMIN_PURGE, argv[0], NULL, false);
-}
-
-/* ---- reload, shutdown, loglevel, logreopen --------------------------------- */
-
-/* "a, b,c" as ["a","b","c"] (blanks around items and empty items go). */
-static json_t *split_list(const char *text, size_t max)
-{
-	json_t *list = json_array();
-	const char *p = text, *end = text + strnlen(text, max);
-
-	while (p < end) {
-		const char *comma = memchr(p, ',', (size_t)(end - p));
-		const char *e = comma != NULL ? comma : end;
-		const char *b = p;
-
-		while (b < e && (*b == ' ' || *b == '\t'))
-			b++;
-		while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
-			e--;
-		if (e > b)
-			list = push(list, jstr(b, (size_t)(e - b)));
-		p = (comma != NULL ? comma : end) + 1;
-	}
-	return list;
-}
-
-CMD(reload)
-{
-	struct mqd_reload_result *r = calloc(1, sizeof *r);
-
-	(void)argc;
-	(void)argv;
-	if (r == NULL) {
-		reply_error(c, "out of memory");
-		return;
-	}
-	mqd_log_info("control client %llu: reload", (unsigned long long)c->id);
-	mqd_server_reload(c->ctl->srv, r);
-	if (!r->ok)
-		reply_error(c, "%.*s", (int)sizeof r->error,
-		            r->error[0] != '\0' ? r->error : "reload failed");
-	else
-		reply(c, put(ok_with("applied", split_list(r->applied,
-		                                            sizeof r->applied)),
-		             "restart_needed",
-		             split_list(r->restart_needed,
-		                        sizeof r->restart_needed)));
-	free(r);
-}
-
-CMD(shutdown)
-{
-	struct mqd_server *srv = c->ctl->srv;
-	char echo[CTL_ECHO_MAX + 4];
-	uint64_t ms = CTL_SHUTDOWN_DEFAULT_MS;
-
-	if (argc == 1 && (mqd_parse_duration(argv[0], &ms) < 0 ||
-	                  ms > CTL_SHUTDOWN_MAX_MS)) {
-		reply_error(c, "bad timeout '%s' (write a duration such as 30s "
-		            "or 500ms, at most 24h; 0 = do not wait)",
-		            printable(argv[0], echo, sizeof echo));
-		return;
-	}
-	mqd_log_info("control client %llu: shutdown, waiting up to %llu ms "
-	             "for held messages", (unsigned long long)c->id,
-	             (unsigned long long)ms);
-	/* The answer goes out first: the server may be gone soon after. */
-	reply(c, json_pack("{s:b, s:b, s:I}", "ok", 1, "shutting_down", 1,
-	                   "timeout_ms", JI(ms)));
-	flush_now(c);
-	mqd_server_shutdown(srv, ms);
-}
-
-CMD(loglevel)
-{
-	char echo[CTL_ECHO_MAX + 4];
-	enum mqd_log_level old = mqd_log_get_level(), level;
-
-	(void)argc;
-	if (mqd_parse_log_level(argv[0], &level) < 0) {
-		reply_error(c, "bad log level '%s' (write error, warn, info or "
-		            "debug)", printable(argv[0], echo, sizeof echo));
-		return;
-	}
-	mqd_log_set_level(level);
-	/* At warn, so that a change to warn or error is still on record. */
-	mqd_log_warn("control client %llu: log level %s (was %s)",
-	             (unsigned long long)c->id, mqd_log_level_name(level),
-	             mqd_log_level_name(old));
-	reply(c, json_pack("{s:b, s:s, s:s}", "ok", 1,
-	                   "old", mqd_log_level_name(old),
-	                   "new", mqd_log_level_name(level)));
-}
-
-CMD(logreopen)
-{
-	int err;
-
-	(void)argc;
-	(void)argv;
-	errno = 0;
-	if (mqd_server_log_reopen(c->ctl->srv) < 0) {
-		err = errno;
-		if (err != 0)
-			reply_error(c, "cannot reopen the log file: %s",
-			            strerror(err));
-		else
-			reply_error(c, "cannot reopen the log file");
-		return;
-	}
-	reply(c, json_pack("{s:b}", "ok", 1));
-}
-
-/* ---- config -------------------------------------------------------------- */
-
-static json_t *addr_json(const struct mqd_listen_addr *a)
-{
-	char buf[sizeof a->host + 16];
-
-	snprintf(buf, sizeof buf, strchr(a->host, ':') ? "[%.*s]:%u" : "%.*s:%u",
-	         (int)strnlen(a->host, sizeof a->host), a->host,
-	         (unsigned)a->port);
-	return jstr(buf, sizeof buf);
-}
-
-/* The keys of [defaults] and [queue NAME], named as in the file; sizes in
- * bytes, durations in milliseconds.  first (stolen) leads: the queue's
- * name, or [defaults]' prefetch. */
-static json_t *queue_conf_json(const struct mqd_queue_conf *q,
-                               const char *first_key, json_t *first)
-{
-	return json_pack("{s:o, s:I, s:I, s:s, s:I, s:I, s:I, s:o}",
-	                 first_key, first,
-	                 "max_length", JI(q->max_length),
-	                 "max_bytes", JI(q->max_bytes),
-	                 "overflow", overflow_name(q->overflow),
-	                 "message_ttl", JI(q->message_ttl_ms),
-	                 "ack_timeout", JI(q->ack_timeout_ms),
-	                 "max_attempts", JI(q->max_attempts),
-	                 "dead_letter", jstr(q->dead_letter,
-	                                     sizeof q->dead_letter));
-}
-
-static json_t *server_conf_json(const struct mqd_server *srv)
-{
-	const struct mqd_config *cfg = &srv->cfg;
-	json_t *listen = json_array();
-	char mode[8];
-
-	for (size_t i = 0; i < cfg->nlisten; i++)
-		listen = push(listen, addr_json(&cfg->listen[i]));
-	snprintf(mode, sizeof mode, "%04o", (unsigned)cfg->control_socket_mode);
-	return json_pack(
-		"{s:o, s:o, s:s, s:o, s:I, s:I, s:I, s:b, s:I, s:s, s:o, s:o,"
-		" s:I, s:I}",
-		"listen", listen,
-		"control_socket", jstr(cfg->control_socket,
-		                       sizeof cfg->control_socket),
-		"control_socket_mode", mode,
-		"metrics_listen", cfg->metrics_on
-		                  ? addr_json(&cfg->metrics_listen)
-		                  : json_string(""),
-		/* 0 in the file means one per CPU: say how many that is. */
-		"workers", JI(srv->nworkers != 0 ? srv->nworkers : cfg->workers),
-		"max_connections", JI(cfg->max_connections),
-		"max_frame", JI(cfg->max_frame),
-		"auto_create", (int)cfg->auto_create,
-		"idle_timeout", JI(cfg->idle_timeout_ms),
-		/* loglevel may have changed it since the file was read. */
-		"log_level", mqd_log_level_name(mqd_log_get_level()),
-		"log_file", jstr(cfg->log_file, sizeof cfg->log_file),
-		"pidfile", jstr(cfg->pidfile, sizeof cfg->pidfile),
-		"max_memory", JI(cfg->max_memory),
-		"slow_consumer_bytes", JI(cfg->slow_consumer_bytes));
-}
-
-CMD(config)
-{
-	const struct mqd_server *srv = c->ctl->srv;
-	const struct mqd_config *cfg = &srv->cfg;
-	json_t *defaults, *queues = json_array();
-
-	(void)argc;
-	(void)argv;
-	defaults = queue_conf_json(&cfg->defaults.queue, "prefetch",
-	                           json_integer(JI(cfg->defaults.prefetch)));
-	for (size_t i = 0; i < cfg->nqueues; i++)
-		queues = push(queues, queue_conf_json(
-			&cfg->queues[i], "name",
-			jstr(cfg->queues[i].name, sizeof cfg->queues[i].name)));
-	reply(c, json_pack("{s:b, s:o, s:o, s:o, s:o}", "ok", 1,
-	                   "path", jstr(cfg->path, sizeof cfg->path),
-	                   "server", server_conf_json(srv),
-	                   "defaults", defaults,
-	                   "queues", queues));
+	mqd_control_reply(c, error_json(fmt, ap));
 }
 
 /* ---- lines ------------------------------------------------------------- */
-
-static const struct ctl_cmd *find_command(const char *name)
-{
-	for (size_t i = 0; i < NCOMMANDS; i++)
-		if (strcmp(commands[i].name, name) == 0)
-			return &commands[i];
-	return NULL;
-}
-
-/* One command line (NUL-terminated, n bytes, EOL removed). */
-static void dispatch(struct ctl_client *c, char *line, size_t n)
-{
-	char *argv[CTL_ARGS_MAX + 2], *save = NULL, *w;
-	char echo[CTL_ECHO_MAX + 4];
-	const struct ctl_cmd *cmd;
-	int argc = 0, nargs;
-
-	if (strlen(line) != n) {
-		reply_error(c, "bad command: it contains a NUL byte");
-		return;
-	}
-	for (w = strtok_r(line, " \t", &save);
-	     w != NULL && argc < CTL_ARGS_MAX + 2;
-	     w = strtok_r(NULL, " \t", &save))
-		argv[argc++] = w;
-	if (argc == 0) {
-		reply_error(c, "empty command (try help)");
-		return;
-	}
-	mqd_log_debug("control client %llu: %s", (unsigned long long)c->id,
-	              printable(argv[0], echo, sizeof echo));
-	cmd = find_command(argv[0]);
-	if (cmd == NULL) {
-		reply_error(c, "unknown command '%s' (try help)",
-		            printable(argv[0], echo, sizeof echo));
-		return;
-	}
-	nargs = argc - 1;
-	if (nargs < cmd->min_args || nargs > cmd->max_args) {
-		reply_error(c, "wrong number of arguments for '%s' (usage: %s)",
-		            cmd->name, cmd->usage);
-		return;
-	}
-	cmd->handler(c, nargs, argv + 1);
-}
 
 /*
  * Take whole lines from the input and run them, one at a time, while no
@@ -1283,7 +203,7 @@ static void process_lines(struct ctl_client *c)
 			goto too_long;
 		}
 		c->busy = true;
-		dispatch(c, line, n);
+		mqd_control_dispatch(c, line, n);
 		free(line);
 		continue;
 too_long:
@@ -1295,7 +215,7 @@ too_long:
 		break;
 	}
 	c->in_process = false;
-	client_unref(c);
+	mqd_control_unref(c);
 }
 
 /* ---- libevent callbacks ------------------------------------------------------ */
@@ -1384,7 +304,7 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	}
 	c = calloc(1, sizeof *c);
 	if (c == NULL ||
-	    (c->bev = bufferevent_socket_new(ctl->srv->base, fd,
+	    (c->bev = bufferevent_socket_new(ctl->base, fd,
 	                                     BEV_OPT_CLOSE_ON_FREE)) == NULL) {
 		mqd_log_error("control socket %s: out of memory accepting",
 		              ctl->path);
@@ -1560,15 +480,18 @@ static int bind_socket(struct mqd_control *ctl, const struct sockaddr_un *sa,
 	return fd;
 }
 
-int mqd_control_start(struct mqd_server *s)
+int mqd_control_start(struct event_base *base,
+                      const struct mqd_admin_api *api,
+                      struct mqd_control **out)
 {
-	const char *path = s->cfg.control_socket;
+	const struct mqd_config *cfg = api->config(api->ctx);
+	const char *path = cfg->control_socket;
 	struct mqd_control *ctl;
 	struct sockaddr_un sa;
 	mode_t mode;
 	int fd;
 
-	s->control = NULL;
+	*out = NULL;
 	memset(&sa, 0, sizeof sa);
 	sa.sun_family = AF_UNIX;
 	if (path[0] == '\0' || strlen(path) >= sizeof sa.sun_path) {
@@ -1582,17 +505,18 @@ int mqd_control_start(struct mqd_server *s)
 		mqd_log_error("control socket %s: out of memory", path);
 		return -1;
 	}
-	ctl->srv = s;
+	ctl->api = *api;
+	ctl->base = base;
 	snprintf(ctl->path, sizeof ctl->path, "%s", path);
 	/* The config allows permission bits only, the owner's rw included. */
-	mode = (mode_t)(s->cfg.control_socket_mode & 0777);
+	mode = (mode_t)(cfg->control_socket_mode & 0777);
 	if (clear_path(path, &sa) < 0 ||
 	    (fd = bind_socket(ctl, &sa, mode)) < 0) {
 		free(ctl);
 		return -1;
 	}
 	ctl->listener = evconnlistener_new(
-		s->base, accept_cb, ctl,
+		base, accept_cb, ctl,
 		LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 16, fd);
 	if (ctl->listener == NULL) {
 		mqd_log_error("control socket %s: listen: %s", path,
@@ -1603,24 +527,24 @@ int mqd_control_start(struct mqd_server *s)
 		return -1;
 	}
 	evconnlistener_set_error_cb(ctl->listener, accept_error_cb);
-	s->control = ctl;
+	*out = ctl;
 	mqd_log_info("control socket on %s (mode %04o)", path, (unsigned)mode);
 	return 0;
 }
 
-void mqd_control_stop(struct mqd_server *s)
+void mqd_control_stop(struct mqd_control **pctl)
 {
-	struct mqd_control *ctl = s->control;
+	struct mqd_control *ctl = *pctl;
 	struct stat st;
 
 	if (ctl == NULL)
 		return;
-	s->control = NULL;
+	*pctl = NULL;
 	evconnlistener_free(ctl->listener);
 	/* Replies still queued (the answer to "shutdown") get one
 	 * non-blocking try before their sockets close. */
 	for (struct ctl_client *c = ctl->clients; c != NULL; c = c->next)
-		flush_now(c);
+		mqd_control_flush(c);
 	while (ctl->clients != NULL)
 		client_close(ctl->clients);
 	/* Another process may have replaced the file (after removing ours

@@ -1,9 +1,9 @@
 /*
  * Prometheus metrics and the status page (see metrics.h for the contract).
  *
- * Everything here runs on the main thread, on s->base.  A request that
- * needs queue or worker figures becomes a "scrape": it asks the owners
- * through the query API and is answered when every query has called back
+ * Everything here runs on the main thread, on the base it was started
+ * on.  A request that needs queue or worker figures becomes a "scrape": it
+ * asks the owners through the admin API and is answered when every query has called back
  * (each calls back exactly once, on the main thread).  Per-queue and
  * per-worker lines are rendered inside those callbacks, because the rows
  * are valid only during the call; the server-wide lines, which the main
@@ -20,17 +20,14 @@
 #include <config.h>
 #endif
 
-#include <math.h>
 #include <netdb.h>
 #include <stdarg.h>
 #include <stdbool.h>
-#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -39,9 +36,10 @@
 #include <event2/listener.h>
 #include <jansson.h>
 
+#include "admin/api.h"
 #include "admin/metrics.h"
+#include "admin/report.h"
 #include "core/log.h"
-#include "server.h"
 
 #define HTTP_TIMEOUT_S 10         /* a client that stalls is dropped */
 #define HTTP_HEADERS_MAX 8192     /* bytes of request line and headers */
@@ -57,7 +55,7 @@
 struct scrape;
 
 struct mqd_metrics {
-	struct mqd_server *srv;
+	struct mqd_admin_api api; /* what we may ask of the broker */
 	struct evhttp *http;
 	struct scrape *scrapes; /* gathering now, doubly linked */
 	unsigned nscrapes;
@@ -185,87 +183,24 @@ static void put_label_value(struct scrape *sc, struct evbuffer *b,
 		sc->oom = true;
 }
 
-/* A field of a row, by offset: every figure is a uint64_t or uint32_t. */
-struct field {
-	const char *name, *type, *help;
-	size_t off;
-	bool u32;
-};
-
-static uint64_t field_value(const void *row, const struct field *f)
-{
-	const char *p = (const char *)row + f->off;
-
-	if (f->u32) {
-		uint32_t v;
-		memcpy(&v, p, sizeof v);
-		return v;
-	} else {
-		uint64_t v;
-		memcpy(&v, p, sizeof v);
-		return v;
-	}
-}
-
-#define QF(n, t, member, help)                                                \
-	{ "mqd_queue_" n, t, help, offsetof(struct mqd_queue_info, member),   \
-	  sizeof(((struct mqd_queue_info *)0)->member) == 4 }
-static const struct field queue_fields[] = {
-	QF("ready", "gauge", ready, "Messages ready for delivery."),
-	QF("held", "gauge", held,
-	   "Messages delivered and not yet acknowledged."),
-	QF("delayed", "gauge", delayed,
-	   "Messages waiting for their delay to pass."),
-	QF("bytes", "gauge", bytes, "Bytes of the messages the queue stores."),
-	QF("consumers", "gauge", consumers, "Consumers attached."),
-	QF("messages_sent_total", "counter", sent,
-	   "Messages sent to the queue."),
-	QF("messages_delivered_total", "counter", delivered,
-	   "Deliveries, redeliveries and GETs included."),
-	QF("messages_acked_total", "counter", acked,
-	   "Messages acknowledged."),
-	QF("messages_redelivered_total", "counter", redelivered,
-	   "Deliveries of a message delivered before."),
-	QF("messages_expired_total", "counter", expired,
-	   "Messages removed when their TTL passed."),
-	QF("messages_dead_lettered_total", "counter", dead_lettered,
-	   "Messages moved to the dead-letter queue."),
-	QF("messages_dropped_total", "counter", dropped,
-	   "Messages dropped (overflow drop_head, max_attempts)."),
-};
-#undef QF
-
-#define WF(n, t, member, help)                                                \
-	{ "mqd_worker_" n, t, help, offsetof(struct mqd_worker_info, member), \
-	  sizeof(((struct mqd_worker_info *)0)->member) == 4 }
-static const struct field worker_fields[] = {
-	WF("queues", "gauge", queues, "Queues the worker owns."),
-	WF("connections", "gauge", connections,
-	   "Client connections whose home is the worker."),
-	WF("mails_total", "counter", mails,
-	   "Mails taken from the worker's inbox."),
-	WF("frames_total", "counter", frames,
-	   "Client frames read by the worker's connections."),
-};
-#undef WF
-
-#define NFIELDS(a) (sizeof(a) / sizeof((a)[0]))
-
+/* A family for each figure the report table exports. */
 static void queue_lines(struct scrape *sc, const struct mqd_queue_info *rows,
                         size_t n)
 {
 	struct evbuffer *b = sc->queue_lines;
 
-	for (size_t f = 0; f < NFIELDS(queue_fields); f++) {
-		const struct field *fd = &queue_fields[f];
+	for (size_t f = 0; f < mqd_report_nqueue_fields; f++) {
+		const struct mqd_report_field *fd = &mqd_report_queue_fields[f];
 
-		family(sc, b, fd->name, fd->type, fd->help);
+		if (fd->metric == NULL)
+			continue;
+		family(sc, b, fd->metric, fd->type, fd->help);
 		for (size_t i = 0; i < n; i++) {
-			put(sc, b, "%s{queue=\"", fd->name);
+			put(sc, b, "%s{queue=\"", fd->metric);
 			put_label_value(sc, b, rows[i].name,
 			                sizeof rows[i].name);
 			put(sc, b, "\"} %llu\n",
-			    (unsigned long long)field_value(&rows[i], fd));
+			    (unsigned long long)mqd_report_value(&rows[i], fd));
 		}
 	}
 }
@@ -275,30 +210,17 @@ static void worker_lines(struct scrape *sc,
 {
 	struct evbuffer *b = sc->worker_lines;
 
-	for (size_t f = 0; f < NFIELDS(worker_fields); f++) {
-		const struct field *fd = &worker_fields[f];
+	for (size_t f = 0; f < mqd_report_nworker_fields; f++) {
+		const struct mqd_report_field *fd = &mqd_report_worker_fields[f];
 
-		family(sc, b, fd->name, fd->type, fd->help);
+		if (fd->metric == NULL)
+			continue;
+		family(sc, b, fd->metric, fd->type, fd->help);
 		for (size_t i = 0; i < n; i++)
-			put(sc, b, "%s{worker=\"%u\"} %llu\n", fd->name,
+			put(sc, b, "%s{worker=\"%u\"} %llu\n", fd->metric,
 			    rows[i].index,
-			    (unsigned long long)field_value(&rows[i], fd));
+			    (unsigned long long)mqd_report_value(&rows[i], fd));
 	}
-}
-
-/* Resident set size from /proc/self/statm; 0 if it cannot be read. */
-static uint64_t rss_bytes(void)
-{
-	unsigned long long size, resident;
-	long page = sysconf(_SC_PAGESIZE);
-	FILE *f = fopen("/proc/self/statm", "re");
-	int n;
-
-	if (f == NULL)
-		return 0;
-	n = fscanf(f, "%llu %llu", &size, &resident);
-	fclose(f);
-	return n == 2 && page > 0 ? resident * (uint64_t)page : 0;
 }
 
 /* The server-wide families, read now. */
@@ -307,7 +229,7 @@ static void server_lines(struct scrape *sc, struct evbuffer *b)
 	struct mqd_server_stats st;
 
 	memset(&st, 0, sizeof st);
-	mqd_server_stats(sc->m->srv, &st);
+	sc->m->api.stats(sc->m->api.ctx, &st);
 	family(sc, b, "mqd_build_info", "gauge",
 	       "Always 1; the version is in the label.");
 	put(sc, b, "mqd_build_info{version=\"%s\"} 1\n", PACKAGE_VERSION);
@@ -325,7 +247,7 @@ static void server_lines(struct scrape *sc, struct evbuffer *b)
 	family(sc, b, "mqd_memory_resident_bytes", "gauge",
 	       "Resident set size of the process.");
 	put(sc, b, "mqd_memory_resident_bytes %llu\n",
-	    (unsigned long long)rss_bytes());
+	    (unsigned long long)mqd_report_rss_bytes());
 	family(sc, b, "mqd_memory_accounted_bytes", "gauge",
 	       "Bytes held by messages, all queues (what max_memory limits).");
 	put(sc, b, "mqd_memory_accounted_bytes %llu\n",
@@ -338,75 +260,18 @@ static void server_lines(struct scrape *sc, struct evbuffer *b)
 
 /* ---- JSON -------------------------------------------------------------- */
 
-#define JI(v) ((json_int_t)(v))
-
-static json_t *row_json(const struct mqd_queue_info *r)
-{
-	return json_pack(
-		"{s:s%, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
-		" s:I, s:I, s:I}",
-		"name", r->name, strnlen(r->name, sizeof r->name),
-		"owner", JI(r->owner),
-		"ready", JI(r->ready),
-		"held", JI(r->held),
-		"delayed", JI(r->delayed),
-		"bytes", JI(r->bytes),
-		"consumers", JI(r->consumers),
-		"sent", JI(r->sent),
-		"delivered", JI(r->delivered),
-		"acked", JI(r->acked),
-		"redelivered", JI(r->redelivered),
-		"expired", JI(r->expired),
-		"dead_lettered", JI(r->dead_lettered),
-		"dropped", JI(r->dropped));
-}
-
-static json_t *worker_json(const struct mqd_worker_info *w)
-{
-	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
-	                 "index", JI(w->index), "queues", JI(w->queues),
-	                 "connections", JI(w->connections),
-	                 "ready", JI(w->ready), "held", JI(w->held),
-	                 "delayed", JI(w->delayed), "bytes", JI(w->bytes),
-	                 "mails", JI(w->mails), "frames", JI(w->frames));
-}
-
 /* The control socket's `stats` object, without its "ok". */
 static json_t *stats_json(struct scrape *sc)
 {
-	const struct mqd_queue_info *t = &sc->sum;
-	struct mqd_server_stats st;
-	struct mqd_rates rates;
+	struct mqd_report_stats in;
 
-	memset(&st, 0, sizeof st);
-	memset(&rates, 0, sizeof rates);
-	mqd_server_stats(sc->m->srv, &st);
-	mqd_server_rates(sc->m->srv, &rates);
-	return json_pack(
-		"{s:s, s:I, s:I, s:I, s:{s:I, s:I, s:I}, s:I,"
-		" s:{s:I, s:I, s:I},"
-		" s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
-		" s:O, s:{s:f, s:f}}",
-		"version", PACKAGE_VERSION,
-		"uptime_s", JI(st.uptime_ms / 1000),
-		"connections", JI(st.connections),
-		"queues", JI(sc->nqueues),
-		"messages",
-		"ready", JI(t->ready), "held", JI(t->held),
-		"delayed", JI(t->delayed),
-		"bytes", JI(t->bytes),
-		"memory",
-		"rss_bytes", JI(rss_bytes()),
-		"accounted_bytes", JI(st.mem_accounted),
-		"max_memory", JI(st.max_memory),
-		"totals",
-		"sent", JI(t->sent), "delivered", JI(t->delivered),
-		"acked", JI(t->acked), "redelivered", JI(t->redelivered),
-		"expired", JI(t->expired), "dead_lettered", JI(t->dead_lettered),
-		"dropped", JI(t->dropped), "purged", JI(t->purged),
-		"workers", sc->workers,
-		"rates", "in", isfinite(rates.in) ? rates.in : 0.0,
-		"out", isfinite(rates.out) ? rates.out : 0.0);
+	memset(&in, 0, sizeof in);
+	sc->m->api.stats(sc->m->api.ctx, &in.server);
+	sc->m->api.rates(sc->m->api.ctx, &in.rates);
+	in.rss_bytes = mqd_report_rss_bytes();
+	in.nqueues = sc->nqueues;
+	in.sum = sc->sum;
+	return mqd_report_stats_json(&in, json_incref(sc->workers));
 }
 
 /* ---- scrapes ------------------------------------------------------------ */
@@ -513,23 +378,6 @@ static void scrape_unref(struct scrape *sc)
 	free(sc);
 }
 
-static void add_row(struct mqd_queue_info *sum,
-                    const struct mqd_queue_info *r)
-{
-	sum->ready += r->ready;
-	sum->held += r->held;
-	sum->delayed += r->delayed;
-	sum->bytes += r->bytes;
-	sum->sent += r->sent;
-	sum->delivered += r->delivered;
-	sum->acked += r->acked;
-	sum->redelivered += r->redelivered;
-	sum->expired += r->expired;
-	sum->dead_lettered += r->dead_lettered;
-	sum->dropped += r->dropped;
-	sum->purged += r->purged;
-}
-
 static void queues_cb(void *arg, const struct mqd_queue_info *rows, size_t n)
 {
 	struct scrape *sc = arg;
@@ -537,12 +385,13 @@ static void queues_cb(void *arg, const struct mqd_queue_info *rows, size_t n)
 	if (scrape_live(sc)) {
 		sc->nqueues = n;
 		for (size_t i = 0; i < n; i++)
-			add_row(&sc->sum, &rows[i]);
+			mqd_report_add_queue(&sc->sum, &rows[i]);
 		if (sc->page == PAGE_METRICS)
 			queue_lines(sc, rows, n);
 		for (size_t i = 0; sc->rows != NULL && i < n; i++)
 			if (json_array_append_new(sc->rows,
-			                          row_json(&rows[i])) < 0)
+			                          mqd_report_queue_json(&rows[i],
+			                                                false)) < 0)
 				sc->oom = true;
 	}
 	scrape_unref(sc);
@@ -557,7 +406,7 @@ static void workers_cb(void *arg, const struct mqd_worker_info *rows,
 		worker_lines(sc, rows, n);
 	for (size_t i = 0; scrape_live(sc) && sc->workers != NULL && i < n; i++)
 		if (json_array_append_new(sc->workers,
-		                          worker_json(&rows[i])) < 0)
+		                          mqd_report_worker_json(&rows[i])) < 0)
 			sc->oom = true;
 	scrape_unref(sc);
 }
@@ -598,13 +447,13 @@ static void scrape_start(struct mqd_metrics *m, struct evhttp_request *req,
 	evhttp_connection_set_closecb(sc->evcon, conn_close_cb, sc);
 
 	sc->refs++;
-	if (mqd_server_query_queues(m->srv, NULL, queues_cb, sc) < 0) {
+	if (m->api.query_queues(m->api.ctx, NULL, queues_cb, sc) < 0) {
 		sc->refs--;
 		sc->unasked = true;
 	}
 	if (page != PAGE_API_QUEUES && !sc->unasked) {
 		sc->refs++;
-		if (mqd_server_query_workers(m->srv, workers_cb, sc) < 0) {
+		if (m->api.query_workers(m->api.ctx, workers_cb, sc) < 0) {
 			sc->refs--;
 			sc->unasked = true;
 		}
@@ -801,7 +650,7 @@ static void sock_name(evutil_socket_t fd, char *out, size_t cap)
 
 /* A listening socket on a, disabled until evhttp takes it; NULL (logged)
  * on failure. */
-static struct evconnlistener *bind_addr(struct mqd_server *s,
+static struct evconnlistener *bind_addr(struct event_base *base,
                                         const struct mqd_listen_addr *a)
 {
 	struct addrinfo hints, *res = NULL, *ai;
@@ -822,7 +671,7 @@ static struct evconnlistener *bind_addr(struct mqd_server *s,
 	}
 	for (ai = res; ai != NULL && lev == NULL; ai = ai->ai_next) {
 		lev = evconnlistener_new_bind(
-			s->base, NULL, NULL,
+			base, NULL, NULL,
 			LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
 				LEV_OPT_CLOSE_ON_EXEC,
 			LISTEN_BACKLOG, ai->ai_addr, (int)ai->ai_addrlen);
@@ -836,21 +685,24 @@ static struct evconnlistener *bind_addr(struct mqd_server *s,
 	return lev;
 }
 
-int mqd_metrics_start(struct mqd_server *s)
+int mqd_metrics_start(struct event_base *base,
+                      const struct mqd_admin_api *api,
+                      struct mqd_metrics **out)
 {
+	const struct mqd_config *cfg = api->config(api->ctx);
 	struct mqd_metrics *m;
 	struct evconnlistener *lev;
 
-	s->metrics = NULL;
-	if (!s->cfg.metrics_on)
+	*out = NULL;
+	if (!cfg->metrics_on)
 		return 0;
 	m = calloc(1, sizeof *m);
-	if (m == NULL || (m->http = evhttp_new(s->base)) == NULL) {
+	if (m == NULL || (m->http = evhttp_new(base)) == NULL) {
 		mqd_log_error("metrics: out of memory");
 		free(m);
 		return -1;
 	}
-	m->srv = s;
+	m->api = *api;
 	evhttp_set_timeout(m->http, HTTP_TIMEOUT_S);
 	evhttp_set_max_headers_size(m->http, HTTP_HEADERS_MAX);
 	evhttp_set_max_body_size(m->http, HTTP_BODY_MAX);
@@ -862,7 +714,7 @@ int mqd_metrics_start(struct mqd_server *s)
 		EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
 	evhttp_set_default_content_type(m->http, NULL);
 	evhttp_set_gencb(m->http, request_cb, m);
-	lev = bind_addr(s, &s->cfg.metrics_listen);
+	lev = bind_addr(base, &cfg->metrics_listen);
 	if (lev == NULL) {
 		evhttp_free(m->http);
 		free(m);
@@ -877,18 +729,18 @@ int mqd_metrics_start(struct mqd_server *s)
 		free(m);
 		return -1;
 	}
-	s->metrics = m;
+	*out = m;
 	mqd_log_info("metrics listening on http://%s/", m->name);
 	return 0;
 }
 
-void mqd_metrics_stop(struct mqd_server *s)
+void mqd_metrics_stop(struct mqd_metrics **pm)
 {
-	struct mqd_metrics *m = s->metrics;
+	struct mqd_metrics *m = *pm;
 
 	if (m == NULL)
 		return;
-	s->metrics = NULL;
+	*pm = NULL;
 	/* Scrapes still gathering lose their request and their server;
 	 * each frees itself when its last query answers. */
 	while (m->scrapes != NULL) {

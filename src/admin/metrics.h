@@ -12,30 +12,35 @@
  * HEAD is answered like GET without the body; other methods get 405, other
  * paths 404.  Like the control socket it lives on the main thread's event
  * loop and never touches a queue: the figures come from the owners through
- * the query API (mqd_server_query_queues / _workers), so a scrape never
- * stops the message path.
+ * the admin API (admin/api.h: query_queues, query_workers), so a scrape
+ * never stops the message path.
  */
 #ifndef MQD_METRICS_H
 #define MQD_METRICS_H
 
-struct mqd_server;
+struct event_base;
+struct mqd_admin_api;
 struct mqd_metrics;
 
 /*
- * Main thread, once s->base exists: when s->cfg.metrics_on, bind
- * s->cfg.metrics_listen and start serving; logs
+ * Main thread: when the config in force (api->config) has metrics_on, bind
+ * its metrics_listen and start serving on base; logs
  * "metrics listening on http://HOST:PORT/" with the port actually bound.
- * Returns 0 (also when metrics are off: nothing is done), or -1 after
- * logging why (s->metrics stays NULL).
+ * api is copied; its ctx must live until mqd_metrics_stop.  Returns 0 with
+ * *out set (NULL when metrics are off: nothing is done), or -1 after
+ * logging why (*out NULL).
  */
-int mqd_metrics_start(struct mqd_server *s) __attribute__((warn_unused_result));
+int mqd_metrics_start(struct event_base *base, const struct mqd_admin_api *api,
+                      struct mqd_metrics **out)
+	__attribute__((warn_unused_result));
 
 /*
- * Main thread, before s->base is freed: close the listener and every HTTP
- * connection.  A scrape still gathering its figures is dropped; the query
- * answers that come back later are discarded.  A no-op when metrics are off
- * or start failed; safe to call twice.
+ * Main thread, once the server has stopped and before base is freed: close
+ * the listener and every HTTP connection; *m becomes NULL.  A scrape still
+ * gathering its figures is dropped; the query answers that come back later
+ * are discarded.  A no-op when *m is NULL (metrics off, start failed), so
+ * safe to call twice.
  */
-void mqd_metrics_stop(struct mqd_server *s);
+void mqd_metrics_stop(struct mqd_metrics **m);
 
 #endif

@@ -10,7 +10,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* What the server calls itself (WELCOME, version). */
+/* How the server names itself (HELLO's answer, the control socket's
+ * version). */
 #define MQD_SERVER_NAME "mqd/" PACKAGE_VERSION
 
 /* One queue as its owner sees it, for the control socket and tests. */

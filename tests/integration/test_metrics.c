@@ -666,6 +666,7 @@ static const struct {
 	{ "mqd_queue_messages_expired_total", "counter" },
 	{ "mqd_queue_messages_dead_lettered_total", "counter" },
 	{ "mqd_queue_messages_dropped_total", "counter" },
+	{ "mqd_queue_messages_purged_total", "counter" },
 	{ "mqd_worker_queues", "gauge" },
 	{ "mqd_worker_connections", "gauge" },
 	{ "mqd_worker_mails_total", "counter" },
@@ -852,6 +853,8 @@ START_TEST(test_json_api)
 	ck_assert_int_eq(JINT(found, "sent"), 6);
 	ck_assert_int_eq(JINT(found, "held"), 0);
 	ck_assert_int_eq(JINT(found, "consumers"), 0);
+	/* The control socket's row, flags and settings aside. */
+	ck_assert(json_is_integer(json_object_get(found, "purged")));
 	json_decref(j);
 	resp_free(&r);
 
