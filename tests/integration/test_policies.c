@@ -23,14 +23,12 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -38,6 +36,7 @@
 
 #include "../lib/harness.h"
 #include "../lib/expect.h"
+#include "../lib/proc.h"
 
 #define SLACK_MS 50   /* clock granularity allowed in time comparisons */
 
@@ -1382,56 +1381,12 @@ END_TEST
  * -1 (killed after 10 s, or not run). */
 static int run_capture(char *const argv[], char *out, size_t cap)
 {
-	int p[2];
-	size_t len = 0;
-	if (pipe(p) != 0)
-		return -1;
-	fflush(NULL);
-	pid_t pid = fork();
-	if (pid < 0)
-		return -1;
-	if (pid == 0) {
-		close(p[0]);
-		int nul = open("/dev/null", O_RDONLY);
-		if (nul < 0 || dup2(nul, 0) < 0 || dup2(p[1], 1) < 0 ||
-		    dup2(p[1], 2) < 0)
-			_exit(126);
-		execv(argv[0], argv);
-		_exit(127);
-	}
-	close(p[1]);
-	int64_t deadline = mqt_now_ms() + 10000;
-	for (;;) {
-		struct pollfd pfd = { .fd = p[0], .events = POLLIN };
-		int left = (int)(deadline - mqt_now_ms());
-		if (left <= 0) {
-			kill(pid, SIGKILL);
-			break;
-		}
-		int r = poll(&pfd, 1, left);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			continue;
-		char tmp[1024];
-		ssize_t k = read(p[0], tmp, sizeof tmp);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			break;
-		size_t take = (size_t)k;
-		if (take > cap - 1 - len)
-			take = cap - 1 - len;
-		memcpy(out + len, tmp, take);
-		len += take;
-	}
-	out[len] = '\0';
-	close(p[0]);
-	int st;
-	while (waitpid(pid, &st, 0) < 0)
-		if (errno != EINTR)
-			return -1;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+	struct mqt_spawn sp = {
+		.argv = argv,
+		.out = MQT_IO_PIPE, .out_buf = out, .out_cap = cap,
+		.err = MQT_IO_STDOUT,
+	};
+	return mqt_proc_run(&sp, 10000);
 }
 
 /* `mqd -t -c FILE` on text: the exit status, output in out. */

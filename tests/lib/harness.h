@@ -63,6 +63,15 @@ void mqt_server_dump(const struct mqt_server *s);
 /* Whether the broker process is still alive (reaps it if not). */
 bool mqt_server_alive(struct mqt_server *s);
 
+/*
+ * Watch a broker the harness did not start (a daemon started with mqd -d,
+ * one a test starts with a config of its own): if the test process ends,
+ * however it ends, before mqt_unwatch(pid), the janitor kills pid, prints
+ * <dir>/mqd.log and <dir>/stderr.log and removes dir.
+ */
+void mqt_watch(pid_t pid, const char *dir);
+void mqt_unwatch(pid_t pid);
+
 /* libmq connection to the server, or NULL (reason printed to stderr). */
 mq_conn *mqt_connect(const struct mqt_server *s);
 
