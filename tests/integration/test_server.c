@@ -1560,6 +1560,113 @@ START_TEST(test_redeliver_on_disconnect)
 }
 END_TEST
 
+/*
+ * REGRESSION TEST for mqd_ops_peer_closed (src/store/ops.c): it fails
+ * until the fix for its fixed-size dirty[64] lands.
+ *
+ * A connection holding messages from 100 queues closes; in every queue its
+ * messages come back oldest first (README "Delivery guarantees": back to
+ * the head of the priority level; doc/ARCHITECTURE.md "Connection close"),
+ * so a consumer waiting on each queue gets m1 before m2, both with
+ * attempts 2.
+ *
+ * How it went wrong: the owner walks the closing peer's held list from its
+ * tail, putting each message back at the head of its queue, and remembers
+ * the queues to dispatch afterwards in dirty[64].  From the 65th queue on it
+ * dispatched at once instead: right after a queue's newest held message
+ * (m2) was back, while its older one (m1) was still held, so the waiting
+ * consumer got m2, then m1.  workers = 1 puts all 100 queues on one owner;
+ * with 4, each would have about 25 and the bug would not show.
+ */
+START_TEST(test_redeliver_order_many_queues)
+{
+	enum { NQ = 100, PER = 2 };
+	struct mqt_server s;
+	START_EXTRA(s, "workers = 1\n");
+	int a = RAW_OPEN(s), b = RAW_OPEN(s), prod = RAW_OPEN(s);
+	struct mqt_buf buf;
+	struct mqt_frame f;
+	struct mqt_msg m;
+	char name[16], body[16];
+	int next[NQ] = {0};
+
+	mqt_buf_init(&buf);
+	/* a consumes every queue and ends up holding m1 and m2 of each. */
+	for (int q = 0; q < NQ; q++) {
+		snprintf(name, sizeof name, "rdo%d", q);
+		mqt_enc_consume(&buf, 0, 100 + (uint32_t)q, name, 10);
+	}
+	SENDB(a, &buf);
+	for (int q = 0; q < NQ; q++)
+		EXPECT_OK(a, 100 + (uint32_t)q);
+	for (int i = 0; i < PER; i++)
+		for (int q = 0; q < NQ; q++) {
+			snprintf(name, sizeof name, "rdo%d", q);
+			snprintf(body, sizeof body, "m%d", i + 1);
+			mqt_enc_send(&buf, MQ_QUIET, 1, name, 0, body,
+			             strlen(body));
+		}
+	mqt_enc_ping(&buf, 2, NULL, 0);
+	SENDB(prod, &buf);
+	EXPECT(prod, &f, MQT_PONG, 2);
+	mqt_frame_free(&f);
+	for (int n = 0; n < NQ * PER; n++) {
+		int rc = mqt_raw_read(a, &f, RD_MS);
+		ck_assert_msg(rc == MQT_RD_FRAME, "a: delivery %d: %s", n,
+		              rd_str(rc));
+		ck_assert_msg(f.op == MQT_DELIVER, "a: %s", mqt_frame_str(&f));
+		int q = (int)f.tag - 100;
+		ck_assert_msg(q >= 0 && q < NQ, "a: %s", mqt_frame_str(&f));
+		parse_msg_at(__LINE__, &f, &m);
+		snprintf(body, sizeof body, "m%d", ++next[q]);
+		CHECK_BODY(&m, body);
+		ck_assert_uint_eq(m.attempts, 1);
+		mqt_frame_free(&f);
+	}
+
+	/* b waits on every queue (all empty now: a holds everything). */
+	for (int q = 0; q < NQ; q++) {
+		snprintf(name, sizeof name, "rdo%d", q);
+		mqt_enc_consume(&buf, 0, 100 + (uint32_t)q, name, 10);
+	}
+	SENDB(b, &buf);
+	for (int q = 0; q < NQ; q++)
+		EXPECT_OK(b, 100 + (uint32_t)q);
+
+	close(a);
+	memset(next, 0, sizeof next);
+	int wrong = 0, first_wrong = -1;
+	for (int n = 0; n < NQ * PER; n++) {
+		int rc = mqt_raw_read(b, &f, RD_MS);
+		ck_assert_msg(rc == MQT_RD_FRAME, "b: redelivery %d: %s", n,
+		              rd_str(rc));
+		ck_assert_msg(f.op == MQT_DELIVER, "b: %s", mqt_frame_str(&f));
+		int q = (int)f.tag - 100;
+		ck_assert_msg(q >= 0 && q < NQ, "b: %s", mqt_frame_str(&f));
+		parse_msg_at(__LINE__, &f, &m);
+		ck_assert_uint_eq(m.attempts, 2);
+		snprintf(body, sizeof body, "m%d", ++next[q]);
+		if (!body_is(&m, body)) {
+			if (first_wrong < 0)
+				first_wrong = q;
+			wrong++;
+		}
+		mqt_frame_free(&f);
+	}
+	ck_assert_msg(wrong == 0, "%d of %d redeliveries out of order (the "
+	              "first in queue rdo%d): a closing holder's messages "
+	              "must come back oldest first", wrong, NQ * PER,
+	              first_wrong);
+	for (int q = 0; q < NQ; q++)
+		ck_assert_int_eq(next[q], PER);
+	EXPECT_QUIET(b, QUIET_MS);
+	mqt_buf_free(&buf);
+	close(b);
+	close(prod);
+	STOP(s);
+}
+END_TEST
+
 /* ===================================================================== */
 /* Limits, load, robustness                                               */
 /* ===================================================================== */
@@ -1991,6 +2098,7 @@ static Suite *server_suite(void)
 	ADD(su, test_nack_requeue);
 	ADD(su, test_nack_drop);
 	ADD(su, test_redeliver_on_disconnect);
+	ADD(su, test_redeliver_order_many_queues); /* fails until ops.c is fixed */
 	/* limits, load, robustness, shutdown */
 	ADD(su, test_max_connections);
 	ADD(su, test_two_consumers_share);

@@ -299,6 +299,25 @@ static int write_all_fd(int fd, const char *p, size_t n)
 	return 0;
 }
 
+/* Whether text has a line "key = ..." (mqd refuses a key given twice in
+ * a section, so a default the harness writes must give way to it). */
+static bool sets_key(const char *text, const char *key)
+{
+	size_t n = strlen(key);
+	const char *p = text;
+
+	while (p != NULL && *p != '\0') {
+		p += strspn(p, " \t");
+		if (strncmp(p, key, n) == 0 &&
+		    p[n + strspn(p + n, " \t")] == '=')
+			return true;
+		p = strchr(p, '\n');
+		if (p != NULL)
+			p++;
+	}
+	return false;
+}
+
 static int write_conf(const struct mqt_server *s, const char *extra,
                       const char *sections)
 {
@@ -312,10 +331,13 @@ static int write_conf(const struct mqt_server *s, const char *extra,
 	         "[server]\n"
 	         "listen = 127.0.0.1:0\n"
 	         "log_file = %s\n"
-	         "log_level = debug\n"
-	         "workers = 4\n"
+	         "%s%s"
 	         "control_socket = %s\n",
-	         s->log_path, s->ctl_path);
+	         s->log_path,
+	         extra && sets_key(extra, "log_level") ? ""
+	                                               : "log_level = debug\n",
+	         extra && sets_key(extra, "workers") ? "" : "workers = 4\n",
+	         s->ctl_path);
 	int rc = write_all_fd(fd, head, strlen(head));
 	if (rc == 0 && extra) {
 		rc = write_all_fd(fd, extra, strlen(extra));

@@ -40,7 +40,8 @@ struct mqt_server {
 /*
  * Write <dir>/mqd.conf with [server] listen = 127.0.0.1:0, log_file,
  * log_level = debug, workers = 4, then `extra` (lines that belong in
- * [server]; may be NULL), start $MQD_BIN -c <dir>/mqd.conf and wait up to
+ * [server]; may be NULL; a log_level or workers line in it replaces the
+ * harness's), start $MQD_BIN -c <dir>/mqd.conf and wait up to
  * 10 s until it listens.  Returns 0, or -1 after printing why (and the
  * broker's log) to stderr.
  */
