@@ -12,39 +12,32 @@
  * producer would have sent) must make it exit 1 with that count.
  *
  * Each test has its own broker (port 0, temp dir, stopped on every path by
- * the harness) and its own queue prefix.  Every mq-bench child gets
- * PR_SET_PDEATHSIG and is listed, so that an atexit() hook kills and reaps
- * it when a failed assertion ends the test process; the ordinary path
- * waits for it, and a run that overstays RUN_LIMIT_MS is killed and reaped
- * before the test fails.
+ * the harness) and its own queue prefix.  mq-bench is started through
+ * lib/proc.h, so it dies with the test process however that ends; the
+ * ordinary path waits for it, and a run that overstays RUN_LIMIT_MS is
+ * killed and reaped before the test fails.
  */
 
 #include <arpa/inet.h>
 #include <check.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <netinet/in.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "lib/harness.h"
 #include "lib/expect.h"
+#include "lib/proc.h"
 #include "mq/mq.h"
 #include "tools/bench/check.h"
 
 #define RUN_LIMIT_MS 20000 /* one mq-bench run; small counts take < 1 s */
 #define WAIT_MS 10000      /* wait-until limit for asynchronous effects */
 #define ARGS_MAX 40
-#define KIDS_MAX 8
 
 /* ---- running mq-bench ---------------------------------------------------- */
 
@@ -55,74 +48,20 @@ struct run {
 	json_t *j;  /* the --json report, once parsed */
 };
 
-/* A started mq-bench: its pid (0 once reaped) and the read ends of its
- * stdout and stderr. */
-struct proc {
-	pid_t pid;
-	int ofd, efd;
-};
-
-/* Children of this test process that may still run (for the exit hook). */
-static pid_t kids[KIDS_MAX];
-
-static void kids_add(pid_t pid)
-{
-	for (int i = 0; i < KIDS_MAX; i++)
-		if (kids[i] == 0) {
-			kids[i] = pid;
-			return;
-		}
-	kill(pid, SIGKILL);
-	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-		;
-	ck_abort_msg("more than %d mq-bench children at once", KIDS_MAX);
-}
-
-static void kids_del(pid_t pid)
-{
-	for (int i = 0; i < KIDS_MAX; i++)
-		if (kids[i] == pid)
-			kids[i] = 0;
-}
-
-/* atexit: a failed ck_assert ends the test process with exit(); take any
- * mq-bench still running down with it and reap it. */
-static void kill_kids(void)
-{
-	for (int i = 0; i < KIDS_MAX; i++) {
-		if (kids[i] == 0)
-			continue;
-		kill(kids[i], SIGKILL);
-		while (waitpid(kids[i], NULL, 0) < 0 && errno == EINTR)
-			;
-		kids[i] = 0;
-	}
-}
-
-static void reap(struct proc *p, struct run *r)
-{
-	int st;
-
-	while (waitpid(p->pid, &st, 0) < 0)
-		ck_assert_int_eq(errno, EINTR);
-	kids_del(p->pid);
-	p->pid = 0;
-	r->status = WIFEXITED(st) ? WEXITSTATUS(st)
-	          : WIFSIGNALED(st) ? 128 + WTERMSIG(st) : -1;
-}
-
 /*
- * Start $MQ_BENCH_BIN with argv[1..] (argv[0] is replaced; NULL-ended).
- * MQ_SERVER is set to mq_server, or unset when that is NULL, so that only
- * the -s given decides where it connects.
+ * Start $MQ_BENCH_BIN with argv[1..] (argv[0] is replaced; NULL-ended),
+ * its stdout and stderr captured into r.  MQ_SERVER is set to mq_server,
+ * or unset when that is NULL, so that only the -s given decides where it
+ * connects.
  */
-static void start_bench(struct proc *p, const char *mq_server,
-                        char *const argv[])
+static void start_bench(struct mqt_proc *p, struct run *r,
+                        const char *mq_server, char *const argv[])
 {
 	const char *bin = getenv("MQ_BENCH_BIN");
 	char *av[ARGS_MAX + 2];
-	int ofd[2], efd[2], argc = 1;
-	pid_t parent = getpid();
+	char env_set[128];
+	const char *env[] = { "MQ_SERVER", NULL };
+	int argc = 1;
 
 	ck_assert_msg(bin != NULL && bin[0] != '\0',
 	              "MQ_BENCH_BIN is not set (run the tests with make check)");
@@ -132,92 +71,31 @@ static void start_bench(struct proc *p, const char *mq_server,
 		av[argc++] = argv[i];
 	}
 	av[argc] = NULL;
-	ck_assert_int_eq(pipe2(ofd, O_CLOEXEC), 0);
-	ck_assert_int_eq(pipe2(efd, O_CLOEXEC), 0);
-	fflush(NULL);
-	p->pid = fork();
-	ck_assert_int_ge(p->pid, 0);
-	if (p->pid == 0) {
-		int nullfd = open("/dev/null", O_RDONLY);
-
-		/* mq-bench must not outlive the test, whatever ends it. */
-		if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 ||
-		    getppid() != parent || nullfd < 0 || dup2(nullfd, 0) < 0 ||
-		    dup2(ofd[1], 1) < 0 || dup2(efd[1], 2) < 0)
-			_exit(126);
-		signal(SIGPIPE, SIG_DFL);
-		if (mq_server)
-			setenv("MQ_SERVER", mq_server, 1);
-		else
-			unsetenv("MQ_SERVER");
-		execv(bin, av);
-		dprintf(2, "exec %s: %s\n", bin, strerror(errno));
-		_exit(127);
+	if (mq_server) {
+		snprintf(env_set, sizeof env_set, "MQ_SERVER=%s", mq_server);
+		env[0] = env_set;
 	}
-	kids_add(p->pid);
-	close(ofd[1]);
-	close(efd[1]);
-	p->ofd = ofd[0];
-	p->efd = efd[0];
+	memset(r, 0, sizeof *r);
+	struct mqt_spawn sp = {
+		.argv = av, .env = env,
+		.out = MQT_IO_PIPE, .out_buf = r->out, .out_cap = sizeof r->out,
+		.err = MQT_IO_PIPE, .err_buf = r->err, .err_cap = sizeof r->err,
+	};
+	ck_assert_int_eq(mqt_proc_start(p, &sp), 0);
 }
 
-/* Read both pipes until both close, then reap; r->status.  A child that
- * has not finished within RUN_LIMIT_MS is killed, reaped, and fails the
- * test. */
-static int finish_bench(struct proc *p, struct run *r)
+/* Read its output until both pipes close, then reap it; r->status.  A
+ * child that has not finished within RUN_LIMIT_MS is killed, reaped, and
+ * fails the test. */
+static int finish_bench(struct mqt_proc *p, struct run *r)
 {
-	struct pollfd pf[2] = {{p->ofd, POLLIN, 0}, {p->efd, POLLIN, 0}};
-	char *buf[2] = {r->out, r->err};
-	size_t cap[2] = {sizeof r->out, sizeof r->err}, len[2] = {0, 0};
-	int64_t end = mqt_now_ms() + RUN_LIMIT_MS;
-	int open_fds = 2;
-
-	while (open_fds > 0) {
-		int64_t left = end - mqt_now_ms();
-		int pr;
-
-		if (left <= 0) {
-			kill(p->pid, SIGKILL);
-			reap(p, r);
-			close(p->ofd);
-			close(p->efd);
-			r->out[len[0]] = '\0';
-			r->err[len[1]] = '\0';
-			ck_abort_msg("mq-bench did not finish within %d ms\n"
-			             "stdout:\n%s\nstderr:\n%s", RUN_LIMIT_MS,
-			             r->out, r->err);
-		}
-		pr = poll(pf, 2, (int)left);
-		if (pr < 0 && errno == EINTR)
-			continue;
-		ck_assert_int_ge(pr, 0);
-		for (int i = 0; i < 2; i++) {
-			char tmp[4096];
-			ssize_t n;
-			size_t take;
-
-			if (pf[i].fd < 0 ||
-			    !(pf[i].revents & (POLLIN | POLLHUP | POLLERR)))
-				continue;
-			n = read(pf[i].fd, tmp, sizeof tmp);
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n <= 0) {
-				pf[i].fd = -1;
-				open_fds--;
-				continue;
-			}
-			take = (size_t)n < cap[i] - 1 - len[i]
-			       ? (size_t)n : cap[i] - 1 - len[i];
-			memcpy(buf[i] + len[i], tmp, take);
-			len[i] += take;
-		}
+	if (!mqt_proc_wait(p, RUN_LIMIT_MS)) {
+		mqt_proc_kill(p);
+		ck_abort_msg("mq-bench did not finish within %d ms\n"
+		             "stdout:\n%s\nstderr:\n%s", RUN_LIMIT_MS,
+		             r->out, r->err);
 	}
-	r->out[len[0]] = '\0';
-	r->err[len[1]] = '\0';
-	close(p->ofd);
-	close(p->efd);
-	reap(p, r);
+	r->status = p->status;
 	return r->status;
 }
 
@@ -246,14 +124,13 @@ static int bench_env(struct run *r, const char *mq_server,
                      const struct mqt_server *s, ...)
 {
 	char *argv[ARGS_MAX + 2];
-	struct proc p;
+	struct mqt_proc p;
 	va_list ap;
 
-	memset(r, 0, sizeof *r);
 	va_start(ap, s);
 	build_argv(argv, s, ap);
 	va_end(ap);
-	start_bench(&p, mq_server, argv);
+	start_bench(&p, r, mq_server, argv);
 	return finish_bench(&p, r);
 }
 
@@ -804,15 +681,11 @@ START_TEST(test_connect_duration)
 }
 END_TEST
 
-/* Whether the child has exited (not reaped: finish_bench does that). */
-static bool exited(const struct proc *p)
+/* Whether the child has exited (its output is still read by
+ * finish_bench). */
+static bool exited(struct mqt_proc *p)
 {
-	siginfo_t si;
-
-	memset(&si, 0, sizeof si);
-	ck_assert_int_eq(waitid(P_PID, (id_t)p->pid, &si,
-	                        WEXITED | WNOHANG | WNOWAIT), 0);
-	return si.si_pid != 0;
+	return !mqt_proc_running(p);
 }
 
 /*
@@ -831,15 +704,14 @@ START_TEST(test_connect_hold)
 	                (char *)"--duration", (char *)"1s", (char *)"--json",
 	                NULL};
 	struct mqt_server s;
-	struct proc p;
+	struct mqt_proc p;
 	struct run r;
 	int64_t end;
 	mq_conn *c;
 
 	start(&s);
 	argv[2] = s.addr;
-	memset(&r, 0, sizeof r);
-	start_bench(&p, NULL, argv);
+	start_bench(&p, &r, NULL, argv);
 	end = mqt_now_ms() + WAIT_MS;
 	while (connections(&s) < 20) {
 		ck_assert_msg(!exited(&p), "mq-bench ended before mqd saw its "
@@ -951,6 +823,5 @@ static Suite *bench_suite(void)
 
 int main(void)
 {
-	atexit(kill_kids);
 	return mqt_run_suite(bench_suite());
 }

@@ -14,14 +14,12 @@
 
 #include <check.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -32,6 +30,7 @@
 #include "core/config.h"
 #include "lib/harness.h"
 #include "lib/expect.h"
+#include "lib/proc.h"
 #include "mq/mq.h"
 
 #define LINE_MAX_CTL 4096
@@ -537,7 +536,8 @@ static const json_t *conn_row(const json_t *reply, uint64_t id)
 /* ---- an mqd of our own, for the socket-path rules ------------------------- */
 
 struct own {
-	pid_t pid;
+	struct mqt_proc proc;
+	pid_t watched; /* the pid the janitor knows, 0 for none */
 	char dir[80]; /* short: a socket path in it must fit in 108 bytes */
 	char conf[300];
 	char err[300];
@@ -558,12 +558,12 @@ static void own_dir(struct own *o)
 }
 
 /* Start $MQD_BIN with a config naming ctl_path; stderr (its log too) goes
- * to o->err. */
+ * to o->err.  The harness's janitor kills it and removes o->dir if the
+ * test ends before own_cleanup. */
 static void own_spawn(struct own *o, const char *ctl_path)
 {
 	const char *bin = getenv("MQD_BIN");
 	FILE *f;
-	int fd;
 
 	ck_assert_ptr_nonnull(bin);
 	snprintf(o->as.ctl_path, sizeof o->as.ctl_path, "%s", ctl_path);
@@ -572,49 +572,35 @@ static void own_spawn(struct own *o, const char *ctl_path)
 	fprintf(f, "[server]\nlisten = 127.0.0.1:0\nworkers = 2\n"
 	           "log_level = debug\ncontrol_socket = %s\n", ctl_path);
 	ck_assert_int_eq(fclose(f), 0);
-	fd = open(o->err, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	ck_assert_int_ge(fd, 0);
-	fflush(NULL);
-	o->pid = fork();
-	ck_assert_int_ge(o->pid, 0);
-	if (o->pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		signal(SIGPIPE, SIG_DFL);
-		execl(bin, bin, "-c", o->conf, (char *)NULL);
-		_exit(127);
-	}
-	close(fd);
+	char *argv[] = { (char *)bin, (char *)"-c", o->conf, NULL };
+	struct mqt_spawn sp = {
+		.argv = argv,
+		.out = MQT_IO_FILE, .out_path = o->err,
+		.err = MQT_IO_STDOUT,
+	};
+	if (o->watched)
+		mqt_unwatch(o->watched);
+	ck_assert_int_eq(mqt_proc_start(&o->proc, &sp), 0);
+	o->watched = o->proc.pid;
+	mqt_watch(o->watched, o->dir);
+}
+
+/* Whether it still runs (it is reaped once it has exited). */
+static bool own_running(struct own *o)
+{
+	return mqt_proc_running(&o->proc);
 }
 
 /* Its exit status (128 + signal), or -1 after killing it when it did not
  * exit within ms. */
 static int own_wait(struct own *o, int ms)
 {
-	int64_t end = mqt_now_ms() + ms;
-	int st;
-
-	for (;;) {
-		pid_t w = waitpid(o->pid, &st, WNOHANG);
-		if (w == o->pid)
-			break;
-		if (mqt_now_ms() >= end) {
-			kill(o->pid, SIGKILL);
-			waitpid(o->pid, &st, 0);
-			o->pid = 0;
-			return -1;
-		}
-		sleep_ms(5);
-	}
-	o->pid = 0;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	return mqt_proc_stop(&o->proc, 0, ms);
 }
 
 static int own_stop(struct own *o)
 {
-	kill(o->pid, SIGTERM);
-	return own_wait(o, 10000);
+	return mqt_proc_stop(&o->proc, SIGTERM, 10000);
 }
 
 static void own_read_err(const struct own *o, char *out, size_t cap)
@@ -631,15 +617,11 @@ static void own_read_err(const struct own *o, char *out, size_t cap)
 
 static void own_cleanup(struct own *o)
 {
-	char cmd[400];
-
-	if (o->pid > 0) {
-		kill(o->pid, SIGKILL);
-		waitpid(o->pid, NULL, 0);
-	}
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", o->dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "could not remove %s\n", o->dir);
+	mqt_proc_kill(&o->proc);
+	if (o->watched)
+		mqt_unwatch(o->watched);
+	o->watched = 0;
+	mqt_rm_rf(o->dir);
 }
 
 /* A socket file nobody listens on, as a crashed mqd leaves it. */
@@ -1127,7 +1109,7 @@ START_TEST(test_stale_socket_replaced)
 		if (mqt_control(&o.as, "version", out, sizeof out) == 0)
 			break;
 		own_read_err(&o, err, sizeof err);
-		ck_assert_msg(mqt_now_ms() < end && waitpid(o.pid, NULL, WNOHANG) == 0,
+		ck_assert_msg(mqt_now_ms() < end && own_running(&o),
 		              "mqd did not serve on the stale path; stderr:\n%s",
 		              err);
 		sleep_ms(5);
@@ -1163,7 +1145,7 @@ START_TEST(test_socket_dir_created)
 		if (mqt_control(&o.as, "version", out, sizeof out) == 0)
 			break;
 		own_read_err(&o, err, sizeof err);
-		ck_assert_msg(mqt_now_ms() < end && waitpid(o.pid, NULL, WNOHANG) == 0,
+		ck_assert_msg(mqt_now_ms() < end && own_running(&o),
 		              "mqd did not serve in a directory it made; "
 		              "stderr:\n%s", err);
 		sleep_ms(5);

@@ -18,16 +18,16 @@
 #include <unistd.h>
 
 #include "lib/harness.h"
+#include "lib/proc.h"
 #include "mq/mq.h"
 
-/* Run $MQD_BIN with args; capture stdout+stderr into out.  Exit status. */
+#define RUN_LIMIT_MS 20000 /* mqd -d returns once the daemon is ready */
+
+/* Run $MQD_BIN with args; capture stdout+stderr into out.  Its exit
+ * status, 128 + signal, or -1 (not run, or killed at RUN_LIMIT_MS). */
 static int run_mqd(char *const args[], char *out, size_t cap)
 {
 	const char *bin = getenv("MQD_BIN");
-	int fds[2];
-	pid_t pid;
-	size_t len = 0;
-	int status;
 	char *argv[16];
 	int n = 0;
 
@@ -36,33 +36,12 @@ static int run_mqd(char *const args[], char *out, size_t cap)
 	for (int i = 0; args[i] != NULL && n < 15; i++)
 		argv[n++] = args[i];
 	argv[n] = NULL;
-	ck_assert_int_eq(pipe(fds), 0);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		dup2(fds[1], STDOUT_FILENO);
-		dup2(fds[1], STDERR_FILENO);
-		close(fds[0]);
-		close(fds[1]);
-		execv(bin, argv);
-		_exit(127);
-	}
-	close(fds[1]);
-	for (;;) {
-		ssize_t r = read(fds[0], out + len, cap - 1 - len);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		len += (size_t)r;
-		if (len == cap - 1)
-			break;
-	}
-	out[len] = '\0';
-	close(fds[0]);
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	struct mqt_spawn sp = {
+		.argv = argv,
+		.out = MQT_IO_PIPE, .out_buf = out, .out_cap = cap,
+		.err = MQT_IO_STDOUT,
+	};
+	return mqt_proc_run(&sp, RUN_LIMIT_MS);
 }
 
 static void write_file(const char *path, const char *text)
@@ -84,10 +63,7 @@ static char *tmpdir(void)
 
 static void rm_dir(const char *dir)
 {
-	char cmd[512];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "could not remove %s\n", dir);
+	mqt_rm_rf(dir);
 }
 
 START_TEST(version_and_help)
@@ -188,6 +164,8 @@ START_TEST(daemonize_with_pidfile)
 	ck_assert_ptr_nonnull(fgets(pidtext, sizeof pidtext, f));
 	fclose(f);
 	ck_assert_int_gt(atol(pidtext), 1);
+	/* Not our child: the janitor stops it if the test fails. */
+	mqt_watch((pid_t)atol(pidtext), dir);
 	ck_assert(file_has_port(logfile));
 	f = fopen(logfile, "r");
 	ck_assert_ptr_nonnull(f);
@@ -205,6 +183,7 @@ START_TEST(daemonize_with_pidfile)
 	ck_assert_int_eq(kill((pid_t)atol(pidtext), SIGTERM), 0);
 	ck_assert_msg(wait_for(pid_gone, pidtext, 5000),
 	              "daemon did not stop within 5 s of SIGTERM");
+	mqt_unwatch((pid_t)atol(pidtext));
 	ck_assert_int_ne(access(pidfile, F_OK), 0); /* removed on exit */
 	rm_dir(dir);
 }

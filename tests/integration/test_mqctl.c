@@ -15,15 +15,11 @@
 
 #include <check.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -32,6 +28,7 @@
 
 #include "lib/harness.h"
 #include "lib/expect.h"
+#include "lib/proc.h"
 #include "mq/mq.h"
 
 #define RUN_LIMIT_MS 20000 /* mqctl itself gives up after 30 s */
@@ -46,63 +43,18 @@ struct run {
 	char err[1 << 13];
 };
 
-/* Read both pipes until both close (or the limit passes). */
-static void drain(struct run *r, int ofd, int efd, pid_t pid)
-{
-	struct pollfd p[2] = {{ofd, POLLIN, 0}, {efd, POLLIN, 0}};
-	char *buf[2] = {r->out, r->err};
-	size_t cap[2] = {sizeof r->out, sizeof r->err}, len[2] = {0, 0};
-	int64_t end = mqt_now_ms() + RUN_LIMIT_MS;
-	int open = 2;
-
-	while (open > 0) {
-		int64_t left = end - mqt_now_ms();
-		int pr;
-
-		if (left <= 0) {
-			kill(pid, SIGKILL);
-			ck_abort_msg("mqctl did not finish within %d ms",
-			             RUN_LIMIT_MS);
-		}
-		pr = poll(p, 2, (int)left);
-		if (pr < 0 && errno == EINTR)
-			continue;
-		ck_assert_int_ge(pr, 0);
-		for (int i = 0; i < 2; i++) {
-			char tmp[4096];
-			ssize_t n;
-			size_t take;
-
-			if (p[i].fd < 0 || !(p[i].revents & (POLLIN | POLLHUP)))
-				continue;
-			n = read(p[i].fd, tmp, sizeof tmp);
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n <= 0) {
-				p[i].fd = -1;
-				open--;
-				continue;
-			}
-			take = (size_t)n < cap[i] - 1 - len[i] ? (size_t)n
-			                                        : cap[i] - 1 - len[i];
-			memcpy(buf[i] + len[i], tmp, take);
-			len[i] += take;
-		}
-	}
-	r->out[len[0]] = '\0';
-	r->err[len[1]] = '\0';
-}
-
 /*
  * Run $MQCTL_BIN with the NULL-terminated words after argv[0].  env_socket
- * is what MQD_CONTROL_SOCKET is set to (NULL: unset).  Returns r->status.
+ * is what MQD_CONTROL_SOCKET is set to (NULL: unset).  Returns r->status;
+ * a run over RUN_LIMIT_MS fails the test.
  */
 static int run_mqctl(struct run *r, const char *env_socket, ...)
 {
 	const char *bin = getenv("MQCTL_BIN");
 	char *argv[ARGS_MAX + 2];
-	int argc = 1, ofd[2], efd[2], st;
-	pid_t pid, parent = getpid();
+	char env_set[MQT_PATH_MAX];
+	const char *env[] = { "MQD_CONTROL_SOCKET", NULL };
+	int argc = 1;
 	va_list ap;
 	const char *a;
 
@@ -115,37 +67,21 @@ static int run_mqctl(struct run *r, const char *env_socket, ...)
 	}
 	va_end(ap);
 	argv[argc] = NULL;
-	memset(r, 0, sizeof *r);
-	ck_assert_int_eq(pipe2(ofd, O_CLOEXEC), 0);
-	ck_assert_int_eq(pipe2(efd, O_CLOEXEC), 0);
-	fflush(NULL);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		int nullfd = open("/dev/null", O_RDONLY);
-
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent || nullfd < 0 || dup2(nullfd, 0) < 0 ||
-		    dup2(ofd[1], 1) < 0 || dup2(efd[1], 2) < 0)
-			_exit(126);
-		signal(SIGPIPE, SIG_DFL);
-		if (env_socket)
-			setenv("MQD_CONTROL_SOCKET", env_socket, 1);
-		else
-			unsetenv("MQD_CONTROL_SOCKET");
-		execv(bin, argv);
-		dprintf(2, "exec %s: %s\n", bin, strerror(errno));
-		_exit(127);
+	if (env_socket) {
+		snprintf(env_set, sizeof env_set, "MQD_CONTROL_SOCKET=%s",
+		         env_socket);
+		env[0] = env_set;
 	}
-	close(ofd[1]);
-	close(efd[1]);
-	drain(r, ofd[0], efd[0], pid);
-	close(ofd[0]);
-	close(efd[0]);
-	while (waitpid(pid, &st, 0) < 0)
-		ck_assert_int_eq(errno, EINTR);
-	r->status = WIFEXITED(st) ? WEXITSTATUS(st)
-	          : WIFSIGNALED(st) ? 128 + WTERMSIG(st) : -1;
+	memset(r, 0, sizeof *r);
+	struct mqt_spawn sp = {
+		.argv = argv, .env = env,
+		.out = MQT_IO_PIPE, .out_buf = r->out, .out_cap = sizeof r->out,
+		.err = MQT_IO_PIPE, .err_buf = r->err, .err_cap = sizeof r->err,
+	};
+	r->status = mqt_proc_run(&sp, RUN_LIMIT_MS);
+	ck_assert_msg(r->status != -1, "mqctl did not run, or did not finish "
+	              "within %d ms (see stderr)\nstdout:\n%s\nstderr:\n%s",
+	              RUN_LIMIT_MS, r->out, r->err);
 	return r->status;
 }
 

@@ -16,28 +16,26 @@
  *     it than a 64-bit sum could tell apart;
  *   - tally stops on SIGTERM with its final line and status 0.
  *
- * Every role is started with PR_SET_PDEATHSIG, so a failed assertion (which
- * ends the test process) or Check's timeout takes them down too; the
- * ordinary paths stop them with SIGTERM and check that they exit 0.
+ * Every role is started through lib/proc.h (PR_SET_PDEATHSIG), so a
+ * failed assertion (which ends the test process) or Check's timeout takes
+ * them down too; the ordinary paths stop them with SIGTERM and check that
+ * they exit 0.
  */
 
 #include <check.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "lib/harness.h"
+#include "lib/proc.h"
 #include "mq/mq.h"
 
 #define PI_REF 3.14159265358979323846
@@ -50,11 +48,8 @@
 
 struct child {
 	const char *role;
-	pid_t pid;     /* 0 once reaped */
-	int status;    /* exit status, 128 + signal */
-	int out_fd;    /* read end of its stdout, or -1 */
-	char out[8192];
-	size_t out_len;
+	struct mqt_proc proc; /* proc.pid is 0 once reaped */
+	char out[8192];       /* the tail of its stdout, when captured */
 	char err_path[MQT_PATH_MAX + 32];
 };
 
@@ -71,8 +66,8 @@ static void sleep_ms(int ms)
 
 /*
  * Start `$PI_BIN role args...` with MQ_SERVER set to the broker, stdin from
- * /dev/null, stderr to <broker dir>/<role>.err and stdout to a pipe (read
- * with read_out) when capture is set, else to /dev/null.
+ * /dev/null, stderr to <broker dir>/<role>.err and stdout captured into
+ * c->out (read with read_out) when capture is set, else to /dev/null.
  */
 static struct child *spawn(const struct mqt_server *s, bool capture,
                            const char *role, ...)
@@ -80,8 +75,9 @@ static struct child *spawn(const struct mqt_server *s, bool capture,
 	const char *bin = getenv("PI_BIN");
 	struct child *c;
 	char *argv[16];
-	int argc = 0, pfd[2] = {-1, -1};
-	pid_t parent = getpid(), pid;
+	char server[sizeof s->addr + 16];
+	const char *env[] = { server, NULL };
+	int argc = 0;
 	va_list ap;
 
 	ck_assert_msg(bin != NULL && bin[0] != '\0',
@@ -90,7 +86,6 @@ static struct child *spawn(const struct mqt_server *s, bool capture,
 	c = &children[nchildren];
 	memset(c, 0, sizeof *c);
 	c->role = role;
-	c->out_fd = -1;
 	snprintf(c->err_path, sizeof c->err_path, "%s/%s.err", s->dir, role);
 	argv[argc++] = (char *)bin;
 	argv[argc++] = (char *)role;
@@ -100,128 +95,37 @@ static struct child *spawn(const struct mqt_server *s, bool capture,
 		argv[argc++] = (char *)a;
 	va_end(ap);
 	argv[argc] = NULL;
-	if (capture)
-		ck_assert_int_eq(pipe2(pfd, O_CLOEXEC), 0);
-	fflush(NULL);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		int in = open("/dev/null", O_RDONLY);
-		int out = capture ? pfd[1] : open("/dev/null", O_WRONLY);
-		int err = open(c->err_path, O_WRONLY | O_CREAT | O_TRUNC,
-		               0644);
-
-		/* The role must not outlive the test, whatever ends it. */
-		if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 ||
-		    getppid() != parent)
-			_exit(126);
-		if (in < 0 || out < 0 || err < 0 || dup2(in, 0) < 0 ||
-		    dup2(out, 1) < 0 || dup2(err, 2) < 0)
-			_exit(126);
-		signal(SIGPIPE, SIG_DFL);
-		setenv("MQ_SERVER", s->addr, 1);
-		execv(bin, argv);
-		dprintf(2, "test_pi: exec %s: %s\n", bin, strerror(errno));
-		_exit(127);
-	}
-	if (capture) {
-		close(pfd[1]);
-		c->out_fd = pfd[0];
-	}
-	c->pid = pid;
+	snprintf(server, sizeof server, "MQ_SERVER=%s", s->addr);
+	struct mqt_spawn sp = {
+		.argv = argv, .env = env,
+		.out = capture ? MQT_IO_PIPE : MQT_IO_NULL,
+		.out_buf = c->out, .out_cap = sizeof c->out,
+		/* Keep the tail: the last lines are the ones checked. */
+		.keep_tail = true,
+		.err = MQT_IO_FILE, .err_path = c->err_path,
+	};
+	ck_assert_int_eq(mqt_proc_start(&c->proc, &sp), 0);
 	nchildren++;
 	return c;
-}
-
-static int status_code(int st)
-{
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
-/* Reap c if it has exited (without waiting); whether it has. */
-static bool reaped(struct child *c)
-{
-	int st;
-	pid_t r;
-
-	if (c->pid == 0)
-		return true;
-	while ((r = waitpid(c->pid, &st, WNOHANG)) < 0 && errno == EINTR)
-		;
-	if (r != c->pid)
-		return false;
-	c->status = status_code(st);
-	c->pid = 0;
-	return true;
 }
 
 /* Read what c's stdout has (waiting up to ms); false at EOF. */
 static bool read_out(struct child *c, int ms)
 {
-	struct pollfd p = {c->out_fd, POLLIN, 0};
-	ssize_t n;
-
-	if (c->out_fd < 0)
-		return false;
-	if (poll(&p, 1, ms) <= 0)
-		return true;
-	n = read(c->out_fd, c->out + c->out_len,
-	         sizeof c->out - 1 - c->out_len);
-	if (n < 0 && errno == EINTR)
-		return true;
-	if (n <= 0) {
-		close(c->out_fd);
-		c->out_fd = -1;
-		return false;
-	}
-	c->out_len += (size_t)n;
-	c->out[c->out_len] = '\0';
-	if (c->out_len == sizeof c->out - 1) {
-		/* Keep the tail: the last lines are the ones checked. */
-		memmove(c->out, c->out + c->out_len / 2,
-		        c->out_len - c->out_len / 2);
-		c->out_len -= c->out_len / 2;
-		c->out[c->out_len] = '\0';
-	}
-	return true;
+	return mqt_proc_pump(&c->proc, ms);
 }
 
 /* Wait up to ms for c to exit, reading its stdout meanwhile; whether it
- * did (c->status then has its exit status). */
+ * did (c->proc.status then has its exit status). */
 static bool wait_exit(struct child *c, int ms)
 {
-	int64_t end = mqt_now_ms() + ms;
-
-	for (;;) {
-		if (c->out_fd >= 0)
-			read_out(c, 50);
-		else
-			sleep_ms(20);
-		if (c->out_fd < 0 && reaped(c))
-			return true;
-		if (mqt_now_ms() >= end)
-			return false;
-	}
+	return mqt_proc_wait(&c->proc, ms);
 }
 
 /* SIGTERM, then wait; SIGKILL when it does not go.  Its exit status. */
 static int stop_child(struct child *c)
 {
-	if (c->pid == 0)
-		return c->status;
-	kill(c->pid, SIGTERM);
-	if (!wait_exit(c, STOP_LIMIT_MS)) {
-		kill(c->pid, SIGKILL);
-		while (waitpid(c->pid, NULL, 0) < 0 && errno == EINTR)
-			;
-		c->pid = 0;
-		c->status = -1;
-	}
-	if (c->out_fd >= 0) {
-		close(c->out_fd);
-		c->out_fd = -1;
-	}
-	return c->status;
+	return mqt_proc_stop(&c->proc, SIGTERM, STOP_LIMIT_MS);
 }
 
 /* Print each role's stderr (for a failure report). */
@@ -231,11 +135,12 @@ static void dump_children(void)
 		char line[512];
 		FILE *f = fopen(children[i].err_path, "r");
 
+		size_t len = strlen(children[i].out);
+
 		fprintf(stderr, "--- pi %s (stdout tail: %.300s)\n",
 		        children[i].role,
-		        children[i].out_len > 300 ?
-		                children[i].out + children[i].out_len - 300 :
-		                children[i].out);
+		        len > 300 ? children[i].out + len - 300 :
+		                    children[i].out);
 		if (f == NULL)
 			continue;
 		while (fgets(line, sizeof line, f) != NULL)
@@ -251,7 +156,7 @@ static int stop_all(void)
 
 	for (int i = nchildren - 1; i >= 0; i--) {
 		struct child *c = &children[i];
-		bool was_running = c->pid != 0;
+		bool was_running = c->proc.pid != 0;
 		int st = stop_child(c);
 
 		if (st != 0) {
@@ -336,11 +241,11 @@ START_TEST(test_estimate)
 	}
 	fprintf(stderr, "test_pi: %d points in %lld ms\n", POINTS,
 	        (long long)(mqt_now_ms() - t0));
-	if (tally->status != 0)
+	if (tally->proc.status != 0)
 		dump_children();
-	ck_assert_int_eq(tally->status, 0);
+	ck_assert_int_eq(tally->proc.status, 0);
 	ck_assert_msg(wait_exit(bits, STOP_LIMIT_MS), "bitsource still runs");
-	ck_assert_int_eq(bits->status, 0);
+	ck_assert_int_eq(bits->proc.status, 0);
 	snprintf(line, sizeof line, "bitsource: published %d points\n",
 	         POINTS);
 	ck_assert_str_eq(bits->out, line);

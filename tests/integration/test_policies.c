@@ -23,14 +23,12 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -38,6 +36,7 @@
 
 #include "../lib/harness.h"
 #include "../lib/expect.h"
+#include "../lib/proc.h"
 
 #define SLACK_MS 50   /* clock granularity allowed in time comparisons */
 
@@ -559,10 +558,14 @@ START_TEST(test_ttl_held)
 	SEND_X(a, 4, "th", 300, 0, 0, NULL, "h1");
 	SEND_X(a, 5, "th", 300, 0, 0, NULL, "h2");
 	SEND_X(a, 6, "thd", 300, 0, 0, NULL, "h3");
+	/* A probe with the same TTL, sent after the others and never taken:
+	 * once the broker has expired it, every TTL above has run out on the
+	 * broker's own clock. */
+	SEND_X(a, 15, "th.probe", 300, 0, 0, NULL, "probe");
 	uint64_t id1 = GET_BODY(a, 7, "th", 0, "h1", 1);
 	uint64_t id2 = GET_BODY(a, 8, "th", 0, "h2", 1);
 	GET_BODY(b, 9, "thd", 0, "h3", 1);
-	sleep_ms(300 + 150); /* past every TTL */
+	WAIT_Q(s, "th.probe", "ready=0 expired=1");
 
 	/* Held past its TTL: still held, and the ACK counts. */
 	EXPECT_Q(s, "th", "ready=0 held=2 expired=0");
@@ -1382,56 +1385,12 @@ END_TEST
  * -1 (killed after 10 s, or not run). */
 static int run_capture(char *const argv[], char *out, size_t cap)
 {
-	int p[2];
-	size_t len = 0;
-	if (pipe(p) != 0)
-		return -1;
-	fflush(NULL);
-	pid_t pid = fork();
-	if (pid < 0)
-		return -1;
-	if (pid == 0) {
-		close(p[0]);
-		int nul = open("/dev/null", O_RDONLY);
-		if (nul < 0 || dup2(nul, 0) < 0 || dup2(p[1], 1) < 0 ||
-		    dup2(p[1], 2) < 0)
-			_exit(126);
-		execv(argv[0], argv);
-		_exit(127);
-	}
-	close(p[1]);
-	int64_t deadline = mqt_now_ms() + 10000;
-	for (;;) {
-		struct pollfd pfd = { .fd = p[0], .events = POLLIN };
-		int left = (int)(deadline - mqt_now_ms());
-		if (left <= 0) {
-			kill(pid, SIGKILL);
-			break;
-		}
-		int r = poll(&pfd, 1, left);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			continue;
-		char tmp[1024];
-		ssize_t k = read(p[0], tmp, sizeof tmp);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			break;
-		size_t take = (size_t)k;
-		if (take > cap - 1 - len)
-			take = cap - 1 - len;
-		memcpy(out + len, tmp, take);
-		len += take;
-	}
-	out[len] = '\0';
-	close(p[0]);
-	int st;
-	while (waitpid(pid, &st, 0) < 0)
-		if (errno != EINTR)
-			return -1;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+	struct mqt_spawn sp = {
+		.argv = argv,
+		.out = MQT_IO_PIPE, .out_buf = out, .out_cap = cap,
+		.err = MQT_IO_STDOUT,
+	};
+	return mqt_proc_run(&sp, 10000);
 }
 
 /* `mqd -t -c FILE` on text: the exit status, output in out. */
@@ -1528,7 +1487,62 @@ END_TEST
 /* Memory comes back after a backlog                                      */
 /* ===================================================================== */
 
-#ifndef MQT_ASAN
+/*
+ * The issue 6 budget for a backlog, measured as the broker's resident set,
+ * so the figures are glibc malloc's on Linux:
+ *
+ *  - 1,000,000 queued 100-byte messages cost at most RSS_BUDGET bytes each
+ *    beyond the body, malloc's overhead included.  Measured: 45-49 (a
+ *    144-byte chunk each, and the recycled slots of the pipelined SENDs;
+ *    doc/PERFORMANCE.md), so the margin is 15-19 bytes a message, about
+ *    15 MB over the run: a field or a pointer more per message still
+ *    fits, a second allocation per message does not.
+ *  - Once they are consumed, RSS comes back to within RSS_SLACK_PCT % of
+ *    where it started, or RSS_SLACK_MIN, whichever is more (mqd calls
+ *    malloc_trim once the backlog has drained; what glibc keeps in its
+ *    arenas and the pages the run touched once stay).  Measured: from
+ *    about 3.5 MiB to about 9 MiB, against a limit of 23.5 MiB.
+ *
+ * It is skipped, saying why, where those figures would not be glibc's on
+ * Linux: a sanitizer build (shadow memory and quarantine are in the RSS;
+ * the test is compiled with the flags mqd is), another C library, no
+ * malloc_trim, or no /proc/PID/statm.  Transparent huge pages set to
+ * "always" can round RSS up by 2 MiB per malloc arena (a few bytes a
+ * message here); the report names the setting.
+ */
+#define RSS_N 1000000
+#define RSS_BODY 100
+#define RSS_BUDGET 64
+#define RSS_SLACK_PCT 20
+#define RSS_SLACK_MIN (20LL * 1024 * 1024)
+#define RSS_RETURN_MS 15000 /* wait-until limit for the memory to return */
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define MQT_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
+	__has_feature(memory_sanitizer)
+#define MQT_SANITIZED 1
+#endif
+#endif
+
+/* Why the budget cannot be checked here, or NULL. */
+static const char *rss_skip_reason(void)
+{
+#if defined(MQT_SANITIZED)
+	return "built with a sanitizer, whose shadow memory and quarantine "
+	       "are part of the broker's RSS";
+#elif !defined(__GLIBC__)
+	return "not glibc: the budget is glibc malloc's overhead";
+#elif !defined(HAVE_MALLOC_TRIM)
+	return "no malloc_trim: mqd cannot hand freed memory back";
+#else
+	if (access("/proc/self/statm", R_OK) != 0)
+		return "no /proc/PID/statm to read the RSS from";
+	return NULL;
+#endif
+}
+
 /* Resident set size of pid in bytes, or -1. */
 static long long rss_bytes(pid_t pid)
 {
@@ -1542,18 +1556,34 @@ static long long rss_bytes(pid_t pid)
 	fclose(f);
 	return n == 2 ? resident * sysconf(_SC_PAGESIZE) : -1;
 }
-#endif
+
+/* The transparent huge page setting, "[madvise]" etc. ("?" if none). */
+static const char *thp_mode(char *buf, size_t cap)
+{
+	FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+	const char *l, *r;
+	char line[128] = "";
+
+	snprintf(buf, cap, "?");
+	if (f == NULL)
+		return buf;
+	if (fgets(line, sizeof line, f) && (l = strchr(line, '[')) &&
+	    (r = strchr(l, ']')))
+		snprintf(buf, cap, "%.*s", (int)(r - l + 1), l);
+	fclose(f);
+	return buf;
+}
 
 START_TEST(test_memory_returns)
 {
-#ifdef MQT_ASAN
-	printf("test_memory_returns: skipped: built with AddressSanitizer, "
-	       "whose quarantine and shadow memory change the broker's "
-	       "resident memory\n");
-	fflush(stdout);
-#else
-	enum { N = 1000000, BATCH = 10000, BODY = 100 };
+	const char *skip = rss_skip_reason();
+	if (skip != NULL) {
+		printf("test_memory_returns: SKIPPED: %s\n", skip);
+		fflush(stdout);
+		return;
+	}
 	struct mqt_server s;
+	char thp[32];
 	START(s);
 	mq_conn *c = mqt_connect(&s);
 	ck_assert_ptr_nonnull(c);
@@ -1561,12 +1591,12 @@ START_TEST(test_memory_returns)
 	long long before = rss_bytes(s.pid);
 	ck_assert_msg(before > 0, "cannot read /proc/%d/statm", (int)s.pid);
 
-	char body[BODY];
+	char body[RSS_BODY];
 	memset(body, 'b', sizeof body);
-	for (int i = 0; i < N; i++) {
+	for (int i = 0; i < RSS_N; i++) {
 		int rc = mq_send_quiet(c, "backlog", body, sizeof body, NULL);
 		ck_assert_msg(rc == 0, "send %d: %s", i, mq_strerror(rc));
-		if ((i + 1) % BATCH == 0) {
+		if ((i + 1) % 10000 == 0) {
 			rc = mq_sync(c);
 			ck_assert_msg(rc == 0, "sync after %d: %s (%s)", i + 1,
 			              mq_strerror(rc),
@@ -1574,41 +1604,41 @@ START_TEST(test_memory_returns)
 		}
 	}
 	char spec[64];
-	snprintf(spec, sizeof spec, "ready=%d", N);
+	snprintf(spec, sizeof spec, "ready=%d", RSS_N);
 	EXPECT_Q(s, "backlog", spec);
 	long long peak = rss_bytes(s.pid);
-	/* Issue 6: a queued 100-byte message costs at most 64 bytes more,
-	 * malloc's own overhead included (about 49 here: a 144-byte chunk
-	 * each, and the recycled slots of the pipelined SENDs). */
-	long long per_msg = (peak - before) / N;
+	long long over = (peak - before) / RSS_N - RSS_BODY;
 	printf("test_memory_returns: %lld bytes of RSS per queued %d-byte "
-	       "message\n", per_msg, BODY);
-	ck_assert_msg(peak - before <= (long long)N * (BODY + 64),
+	       "message beyond its body; budget %d, margin %lld (THP %s)\n",
+	       over, RSS_BODY, RSS_BUDGET, RSS_BUDGET - over,
+	       thp_mode(thp, sizeof thp));
+	ck_assert_msg(peak - before <= (long long)RSS_N * (RSS_BODY + RSS_BUDGET),
 	              "%d queued %d-byte messages took %lld KiB of RSS "
-	              "(%lld bytes each); at most %d each expected", N, BODY,
-	              (peak - before) / 1024, per_msg, BODY + 64);
+	              "(%lld bytes each beyond the body); the budget is %d",
+	              RSS_N, RSS_BODY, (peak - before) / 1024, over,
+	              RSS_BUDGET);
 
 	uint32_t tag;
 	ck_assert_int_eq(mq_consume(c, "backlog", 0, MQ_AUTO_ACK, &tag), 0);
-	for (int i = 0; i < N; i++) {
+	for (int i = 0; i < RSS_N; i++) {
 		struct mq_message *m = NULL;
 		int rc = mq_next(c, 10000, &m);
 		if (rc == MQ_ERR_IO && errno == EINTR) {
 			i--;
 			continue;
 		}
-		ck_assert_msg(rc == 0, "delivery %d of %d: %s", i, N,
+		ck_assert_msg(rc == 0, "delivery %d of %d: %s", i, RSS_N,
 		              mq_strerror(rc));
-		ck_assert_uint_eq(m->body_len, BODY);
+		ck_assert_uint_eq(m->body_len, RSS_BODY);
 		mq_message_free(m);
 	}
 	ck_assert_int_eq(mq_cancel(c, tag), 0);
 	EXPECT_Q(s, "backlog", "ready=0 held=0 bytes=0");
 
-	long long slack = before / 5;
-	if (slack < 20LL * 1024 * 1024)
-		slack = 20LL * 1024 * 1024;
-	int64_t deadline = mqt_now_ms() + 15000;
+	long long slack = before * RSS_SLACK_PCT / 100;
+	if (slack < RSS_SLACK_MIN)
+		slack = RSS_SLACK_MIN;
+	int64_t deadline = mqt_now_ms() + RSS_RETURN_MS;
 	long long after;
 	for (;;) {
 		after = rss_bytes(s.pid);
@@ -1623,13 +1653,12 @@ START_TEST(test_memory_returns)
 	       peak / 1024, after / 1024, (before + slack) / 1024);
 	fflush(stdout);
 	ck_assert_msg(after >= 0 && after <= before + slack,
-	              "RSS %lld KiB 15 s after the backlog drained; before "
+	              "RSS %lld KiB %d ms after the backlog drained; before "
 	              "it %lld KiB, with it %lld KiB; limit %lld KiB",
-	              after / 1024, before / 1024, peak / 1024,
+	              after / 1024, RSS_RETURN_MS, before / 1024, peak / 1024,
 	              (before + slack) / 1024);
 	mq_close(c);
 	STOP(s);
-#endif
 }
 END_TEST
 

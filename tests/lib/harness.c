@@ -3,18 +3,20 @@
 #endif
 
 /*
- * The integration-test harness (see harness.h).  Brokers started here are
- * remembered in a small table so that an atexit() hook can kill them and
- * remove their temp dirs when a test ends early: in Check's fork mode a
- * failed assertion ends the test process with exit(), which runs the hook.
- * A crash or a timeout kill is covered by PR_SET_PDEATHSIG in the broker.
+ * The integration-test harness (see harness.h).  Processes (the broker,
+ * the mq CLI) are started through proc.h, which gives them
+ * PR_SET_PDEATHSIG.  Brokers started here are also remembered in a small
+ * table so that an atexit() hook can kill them, print their logs and
+ * remove their temp dirs when a test returns without stopping them; a
+ * failed assertion ends the test with _exit(), and the janitor below
+ * cleans up after that.
  */
 
 #include "harness.h"
+#include "proc.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -23,7 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/stat.h>
@@ -35,6 +36,7 @@
 
 #define START_LIMIT_MS 10000
 #define STOP_LIMIT_MS 10000
+#define CLI_LIMIT_MS 20000
 #define DUMP_MAX (64 * 1024)
 /* Largest frame a server may send: max_frame (default 1 MiB) + 4096; the
  * tests never raise max_frame much, so allow generously. */
@@ -114,20 +116,9 @@ void mqt_server_dump(const struct mqt_server *s)
 	dump_paths(s->log_path, s->stderr_path);
 }
 
-static int rm_one(const char *path, const struct stat *st, int flag,
-                  struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	remove(path);
-	return 0;
-}
-
 static void remove_dir(const char *dir)
 {
-	if (dir[0])
-		nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	mqt_rm_rf(dir);
 }
 
 /*
@@ -233,6 +224,16 @@ static void janitor_note(char op, pid_t pid, const char *dir)
 		(void)write_all_fd(janitor_fd, line, (size_t)n);
 }
 
+void mqt_watch(pid_t pid, const char *dir)
+{
+	janitor_note('+', pid, dir);
+}
+
+void mqt_unwatch(pid_t pid)
+{
+	janitor_note('-', pid, "");
+}
+
 static void kill_leftovers(void)
 {
 	for (int i = 0; i < LIVE_MAX; i++) {
@@ -241,9 +242,8 @@ static void kill_leftovers(void)
 			continue;
 		fprintf(stderr, "harness: the test ended with mqd (pid %d) "
 		        "still running; killing it\n", (int)l->pid);
-		kill(l->pid, SIGKILL);
-		while (waitpid(l->pid, NULL, 0) == -1 && errno == EINTR)
-			;
+		struct mqt_proc p = mqt_proc_of(l->pid, "mqd");
+		mqt_proc_kill(&p);
 		dump_paths(l->log_path, l->stderr_path);
 		remove_dir(l->dir);
 		janitor_note('-', l->pid, l->dir);
@@ -299,6 +299,25 @@ static int write_all_fd(int fd, const char *p, size_t n)
 	return 0;
 }
 
+/* Whether text has a line "key = ..." (mqd refuses a key given twice in
+ * a section, so a default the harness writes must give way to it). */
+static bool sets_key(const char *text, const char *key)
+{
+	size_t n = strlen(key);
+	const char *p = text;
+
+	while (p != NULL && *p != '\0') {
+		p += strspn(p, " \t");
+		if (strncmp(p, key, n) == 0 &&
+		    p[n + strspn(p + n, " \t")] == '=')
+			return true;
+		p = strchr(p, '\n');
+		if (p != NULL)
+			p++;
+	}
+	return false;
+}
+
 static int write_conf(const struct mqt_server *s, const char *extra,
                       const char *sections)
 {
@@ -312,10 +331,13 @@ static int write_conf(const struct mqt_server *s, const char *extra,
 	         "[server]\n"
 	         "listen = 127.0.0.1:0\n"
 	         "log_file = %s\n"
-	         "log_level = debug\n"
-	         "workers = 4\n"
+	         "%s%s"
 	         "control_socket = %s\n",
-	         s->log_path, s->ctl_path);
+	         s->log_path,
+	         extra && sets_key(extra, "log_level") ? ""
+	                                               : "log_level = debug\n",
+	         extra && sets_key(extra, "workers") ? "" : "workers = 4\n",
+	         s->ctl_path);
 	int rc = write_all_fd(fd, head, strlen(head));
 	if (rc == 0 && extra) {
 		rc = write_all_fd(fd, extra, strlen(extra));
@@ -418,61 +440,30 @@ int mqt_server_start_conf(struct mqt_server *s, const char *extra,
 		remove_dir(s->dir);
 		return -1;
 	}
-	int errfd = open(s->stderr_path,
-	                 O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	int nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	if (errfd < 0 || nullfd < 0) {
-		fprintf(stderr, "harness: open: %s\n", strerror(errno));
-		if (errfd >= 0)
-			close(errfd);
-		if (nullfd >= 0)
-			close(nullfd);
+	/* stdout and stderr both to stderr.log; a daemon starts with the
+	 * default signal state, which mqt_proc_start gives it. */
+	char *argv[] = { (char *)bin, (char *)"-c", s->conf_path, NULL };
+	struct mqt_spawn sp = {
+		.argv = argv,
+		.out = MQT_IO_FILE, .out_path = s->stderr_path,
+		.err = MQT_IO_STDOUT,
+	};
+	struct mqt_proc p;
+	if (mqt_proc_start(&p, &sp) != 0) {
 		remove_dir(s->dir);
 		return -1;
 	}
-	fflush(NULL);
-	pid_t parent = getpid();
-	pid_t pid = fork();
-	if (pid < 0) {
-		fprintf(stderr, "harness: fork: %s\n", strerror(errno));
-		close(errfd);
-		close(nullfd);
-		remove_dir(s->dir);
-		return -1;
-	}
-	if (pid == 0) {
-		/* The broker must not outlive the test, whatever ends it. */
-		if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
-			_exit(126);
-		if (getppid() != parent)
-			_exit(126);
-		if (dup2(nullfd, 0) < 0 || dup2(errfd, 1) < 0 ||
-		    dup2(errfd, 2) < 0)
-			_exit(126);
-		/* Give the broker a clean signal state: the test ignores
-		 * SIGPIPE, a real daemon starts with the default. */
-		signal(SIGPIPE, SIG_DFL);
-		sigset_t none;
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		execl(bin, bin, "-c", s->conf_path, (char *)NULL);
-		dprintf(2, "harness: exec %s: %s\n", bin, strerror(errno));
-		_exit(127);
-	}
-	close(errfd);
-	close(nullfd);
+	pid_t pid = p.pid;
 	s->pid = pid;
 	live_add(s);
 
 	int64_t deadline = mqt_now_ms() + START_LIMIT_MS;
 	for (;;) {
-		int st;
-		pid_t w = waitpid(pid, &st, WNOHANG);
-		if (w == pid) {
+		if (!mqt_proc_running(&p)) {
 			char b[128];
 			fprintf(stderr, "harness: mqd %s before it listened "
-			        "(config %s)\n", status_str(st, b, sizeof b),
-			        s->conf_path);
+			        "(config %s)\n",
+			        status_str(p.wstatus, b, sizeof b), s->conf_path);
 			dump_file("mqd.conf", s->conf_path);
 			mqt_server_dump(s);
 			live_del(pid);
@@ -491,9 +482,7 @@ int mqt_server_start_conf(struct mqt_server *s, const char *extra,
 			fprintf(stderr, "harness: mqd did not log \"listening "
 			        "on 127.0.0.1:PORT\" within %d ms\n",
 			        START_LIMIT_MS);
-			kill(pid, SIGKILL);
-			while (waitpid(pid, NULL, 0) == -1 && errno == EINTR)
-				;
+			mqt_proc_kill(&p);
 			dump_file("mqd.conf", s->conf_path);
 			mqt_server_dump(s);
 			live_del(pid);
@@ -509,13 +498,13 @@ bool mqt_server_alive(struct mqt_server *s)
 {
 	if (!s->pid)
 		return false;
-	int st;
-	pid_t w = waitpid(s->pid, &st, WNOHANG);
-	if (w == 0)
+	struct mqt_proc p = mqt_proc_of(s->pid, "mqd");
+	if (mqt_proc_running(&p))
 		return true;
 	char b[128];
 	fprintf(stderr, "harness: mqd (pid %d) %s\n", (int)s->pid,
-	        w == s->pid ? status_str(st, b, sizeof b) : "vanished");
+	        p.status == -1 ? "vanished"
+	                       : status_str(p.wstatus, b, sizeof b));
 	live_del(s->pid);
 	s->pid = 0;
 	return false;
@@ -537,39 +526,19 @@ int mqt_server_stop(struct mqt_server *s)
 		return -1;
 	}
 	int64_t t0 = mqt_now_ms();
-	kill(s->pid, SIGTERM);
-	int st = 0;
-	bool exited = false;
-	while (mqt_now_ms() - t0 < STOP_LIMIT_MS) {
-		pid_t w = waitpid(s->pid, &st, WNOHANG);
-		if (w == s->pid) {
-			exited = true;
-			break;
-		}
-		if (w < 0 && errno != EINTR)
-			break;
-		pause_ms(2);
-	}
+	struct mqt_proc p = mqt_proc_of(s->pid, "mqd");
+	result = mqt_proc_stop(&p, SIGTERM, STOP_LIMIT_MS);
 	last_stop_ms = (long)(mqt_now_ms() - t0);
-	if (exited) {
-		if (WIFEXITED(st))
-			result = WEXITSTATUS(st);
-		else if (WIFSIGNALED(st))
-			result = 128 + WTERMSIG(st);
-		else
-			result = -1;
-		if (result != 0) {
-			char b[128];
-			fprintf(stderr, "harness: mqd %s after SIGTERM\n",
-			        status_str(st, b, sizeof b));
-		}
-	} else {
+	if (result == -1 && last_stop_ms >= STOP_LIMIT_MS) {
 		fprintf(stderr, "harness: mqd did not exit within %d ms of "
-		        "SIGTERM; killing it\n", STOP_LIMIT_MS);
-		kill(s->pid, SIGKILL);
-		while (waitpid(s->pid, NULL, 0) == -1 && errno == EINTR)
-			;
-		result = -1;
+		        "SIGTERM; killed it\n", STOP_LIMIT_MS);
+	} else if (result == -1) {
+		fprintf(stderr, "harness: mqd (pid %d) vanished: reaped by "
+		        "someone else\n", (int)s->pid);
+	} else if (result != 0) {
+		char b[128];
+		fprintf(stderr, "harness: mqd %s after SIGTERM\n",
+		        status_str(p.wstatus, b, sizeof b));
 	}
 	if (result != 0)
 		mqt_server_dump(s);
@@ -1190,84 +1159,18 @@ int mqt_run_cli(const struct mqt_server *s, char *const argv[], char *out,
 	av[0] = (char *)bin;
 	for (size_t i = 1; i < argc; i++)
 		av[i] = argv[i];
-	int pfd[2];
-	if (pipe2(pfd, O_CLOEXEC) != 0) {
-		free(av);
-		return -1;
-	}
-	fflush(NULL);
-	pid_t parent = getpid();
-	pid_t pid = fork();
-	if (pid < 0) {
-		close(pfd[0]);
-		close(pfd[1]);
-		free(av);
-		return -1;
-	}
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(126);
-		int nullfd = open("/dev/null", O_RDONLY);
-		if (nullfd < 0 || dup2(nullfd, 0) < 0 || dup2(pfd[1], 1) < 0)
-			_exit(126);
-		signal(SIGPIPE, SIG_DFL);
-		setenv("MQ_SERVER", s->addr, 1);
-		execv(bin, av);
-		dprintf(2, "harness: exec %s: %s\n", bin, strerror(errno));
-		_exit(127);
-	}
+	char server[sizeof s->addr + 16];
+	snprintf(server, sizeof server, "MQ_SERVER=%s", s->addr);
+	const char *env[] = { server, NULL };
+	struct mqt_spawn sp = {
+		.argv = av, .env = env,
+		.out = out && cap ? MQT_IO_PIPE : MQT_IO_NULL,
+		.out_buf = out, .out_cap = cap,
+		.err = MQT_IO_INHERIT,
+	};
+	int rc = mqt_proc_run(&sp, CLI_LIMIT_MS);
 	free(av);
-	close(pfd[1]);
-	size_t got = 0;
-	int64_t deadline = mqt_now_ms() + 20000;
-	bool timed_out = false;
-	for (;;) {
-		int64_t left = deadline - mqt_now_ms();
-		if (left <= 0) {
-			timed_out = true;
-			break;
-		}
-		struct pollfd p = { .fd = pfd[0], .events = POLLIN };
-		int pr = poll(&p, 1, (int)left);
-		if (pr < 0 && errno == EINTR)
-			continue;
-		if (pr <= 0) {
-			timed_out = pr == 0;
-			break;
-		}
-		char tmp[4096];
-		ssize_t r = read(pfd[0], tmp, sizeof tmp);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		if (out && cap > 1 && got < cap - 1) {
-			size_t take = (size_t)r;
-			if (take > cap - 1 - got)
-				take = cap - 1 - got;
-			memcpy(out + got, tmp, take);
-			got += take;
-		}
-	}
-	if (out && cap)
-		out[got] = '\0';
-	close(pfd[0]);
-	if (timed_out) {
-		fprintf(stderr, "harness: %s did not finish within 20 s\n", bin);
-		kill(pid, SIGKILL);
-	}
-	int st;
-	while (waitpid(pid, &st, 0) == -1)
-		if (errno != EINTR)
-			return -1;
-	if (timed_out)
-		return -1;
-	if (WIFEXITED(st))
-		return WEXITSTATUS(st);
-	if (WIFSIGNALED(st))
-		return 128 + WTERMSIG(st);
-	return -1;
+	return rc;
 }
 
 /* ---- the control socket ------------------------------------------------- */

@@ -40,7 +40,8 @@ struct mqt_server {
 /*
  * Write <dir>/mqd.conf with [server] listen = 127.0.0.1:0, log_file,
  * log_level = debug, workers = 4, then `extra` (lines that belong in
- * [server]; may be NULL), start $MQD_BIN -c <dir>/mqd.conf and wait up to
+ * [server]; may be NULL; a log_level or workers line in it replaces the
+ * harness's), start $MQD_BIN -c <dir>/mqd.conf and wait up to
  * 10 s until it listens.  Returns 0, or -1 after printing why (and the
  * broker's log) to stderr.
  */
@@ -62,6 +63,15 @@ long mqt_server_last_stop_ms(void);
 void mqt_server_dump(const struct mqt_server *s);
 /* Whether the broker process is still alive (reaps it if not). */
 bool mqt_server_alive(struct mqt_server *s);
+
+/*
+ * Watch a broker the harness did not start (a daemon started with mqd -d,
+ * one a test starts with a config of its own): if the test process ends,
+ * however it ends, before mqt_unwatch(pid), the janitor kills pid, prints
+ * <dir>/mqd.log and <dir>/stderr.log and removes dir.
+ */
+void mqt_watch(pid_t pid, const char *dir);
+void mqt_unwatch(pid_t pid);
 
 /* libmq connection to the server, or NULL (reason printed to stderr). */
 mq_conn *mqt_connect(const struct mqt_server *s);

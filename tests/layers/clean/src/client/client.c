@@ -1,0 +1,2 @@
+#include "proto/proto.h"
+#include "mq/mq.h"

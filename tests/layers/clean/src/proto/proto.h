@@ -1,0 +1,1 @@
+/* proto includes nothing of src/ */

@@ -1,0 +1,2 @@
+/* server.c and server.h are one node, "server". */
+#include "worker/worker.h"

@@ -1,0 +1,2 @@
+#include "worker.h" /* its own folder */
+#include "core/log.h"

@@ -1,0 +1,1 @@
+#include "../store/queue.h" /* relative, resolved against src/: worker -> store */

@@ -1,0 +1,3 @@
+/* check-layers fixture "cycle": store -> core -> route -> store. */
+#include "store/queue.h"
+#include "core/log.h"
