@@ -27,6 +27,7 @@
 #include "admin/control.h"
 #include "admin/metrics.h"
 #include "core/config.h"
+#include "core/fault.h"
 #include "core/log.h"
 #include "core/notify.h"
 #include "server/server.h"
@@ -161,6 +162,7 @@ int main(int argc, char **argv)
 	int opt, rc, ready_fd = -1;
 	struct sigaction sa;
 
+	mqd_fault_wrap_libevent(); /* tests only; before libevent allocates */
 	while ((opt = getopt(argc, argv, "c:dtVh")) != -1) {
 		switch (opt) {
 		case 'c':
@@ -248,6 +250,7 @@ int main(int argc, char **argv)
 	}
 	tell_parent(&ready_fd, 'R');
 	mqd_notify("READY=1");
+	mqd_fault_arm(); /* tests only: from here on, faults may be injected */
 	rc = mqd_server_run(&srv);
 	stop_all(&srv, &control, &metrics);
 	if (daemon && cfg.pidfile[0] != '\0')

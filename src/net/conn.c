@@ -197,14 +197,19 @@ static void flush_fifo(struct mqd_conn *c)
 			if (cc)
 				cc->ok_out = true;
 		}
-		if (writable(c) && !r->quiet_ok && r->reply.len > 0) {
-			if (r->reply.oom) {
+		if (writable(c) && !r->quiet_ok &&
+		    (r->reply.oom || r->reply.len > 0)) {
+			/* An answer that could not be built or queued must
+			 * not just vanish: the client would wait for it for
+			 * ever.  Tell it and close instead. */
+			if (r->reply.oom ||
+			    evbuffer_add(out_buf(c), r->reply.data,
+			                 r->reply.len) < 0) {
 				mqd_req_free(r);
 				mqd_conn_fatal(c, 0, MQD_ERR_INTERNAL,
 				               "out of memory");
 				continue;
 			}
-			evbuffer_add(out_buf(c), r->reply.data, r->reply.len);
 			c->bytes_out += r->reply.len;
 		}
 		mqd_req_free(r);
@@ -721,7 +726,17 @@ void mqd_conn_accept(struct mqd_home *h, int fd, const char *peer,
 		                     (suseconds_t)(idle % 1000) * 1000};
 		bufferevent_set_timeouts(c->bev, &tv, NULL);
 	}
-	bufferevent_enable(c->bev, EV_READ);
+	if (bufferevent_enable(c->bev, EV_READ) < 0) {
+		/* A connection nobody reads would leave its client waiting
+		 * for ever: refuse it now. */
+		mqd_log_error("out of memory accepting a connection from %s",
+		              peer);
+		bufferevent_free(c->bev); /* closes fd */
+		free(c);
+		atomic_fetch_sub(&h->counters->live_conns, 1);
+		atomic_fetch_sub(&h->counters->nconns, 1);
+		return;
+	}
 	c->direct_write = true;
 	bufferevent_disable(c->bev, EV_WRITE);
 	if (evbuffer_add_cb(out_buf(c), out_added_cb, c) == NULL) {
@@ -776,21 +791,81 @@ static void conn_free(struct mqd_conn *c)
 	atomic_fetch_sub(&h->counters->live_conns, 1);
 }
 
-static void free_later_cb(evutil_socket_t fd, short what, void *arg)
+/*
+ * Connections to free once the current callback is over, and connections
+ * whose close protocol ran out of memory and must be tried again: both on
+ * lists of the home, served by events made when the worker started, so that
+ * neither needs an allocation (a close that cannot free its connection
+ * would keep the server from ever stopping).
+ */
+static void free_later(struct mqd_conn *c)
 {
-	(void)fd;
-	(void)what;
-	conn_free(arg);
+	struct mqd_home *h = c->home;
+
+	if (c->reap_queued)
+		return;
+	if (c->retry_queued) { /* closed after all: no retry left to do */
+		struct mqd_conn **pp = &h->retry_list;
+		while (*pp != c)
+			pp = &(*pp)->retry_next;
+		*pp = c->retry_next;
+		c->retry_queued = false;
+	}
+	c->reap_queued = true;
+	c->reap_next = h->reap_list;
+	h->reap_list = c;
+	event_active(h->reap_ev, EV_TIMEOUT, 0);
 }
 
-static void close_retry_cb(evutil_socket_t fd, short what, void *arg);
+static void close_protocol(struct mqd_conn *c);
+
+static void retry_later(struct mqd_conn *c)
+{
+	struct mqd_home *h = c->home;
+	struct timeval soon = {0, 10000};
+
+	if (c->retry_queued)
+		return;
+	c->retry_queued = true;
+	c->retry_next = h->retry_list;
+	h->retry_list = c;
+	if (evtimer_add(h->retry_ev, &soon) < 0)
+		event_active(h->retry_ev, EV_TIMEOUT, 0);
+}
+
+void mqd_conn_reap_cb(int fd, short what, void *arg)
+{
+	struct mqd_home *h = arg;
+	struct mqd_conn *c;
+
+	(void)fd;
+	(void)what;
+	while ((c = h->reap_list) != NULL) {
+		h->reap_list = c->reap_next;
+		conn_free(c);
+	}
+}
+
+void mqd_conn_retry_cb(int fd, short what, void *arg)
+{
+	struct mqd_home *h = arg;
+	struct mqd_conn *list = h->retry_list, *c;
+
+	(void)fd;
+	(void)what;
+	h->retry_list = NULL;
+	while ((c = list) != NULL) {
+		list = c->retry_next;
+		c->retry_queued = false;
+		close_protocol(c);
+	}
+}
 
 /* Send CLOSE to every owner not yet told; restartable after a failed
  * allocation. */
 static void close_protocol(struct mqd_conn *c)
 {
 	struct mqd_home *h = c->home;
-	struct timeval soon = {0, 10000};
 
 	for (unsigned i = 0; i < h->nworkers; i++) {
 		if (!bit_get(c->touched, i))
@@ -801,8 +876,7 @@ static void close_protocol(struct mqd_conn *c)
 		if (m == NULL) {
 			mqd_log_error("conn %llu: out of memory closing; retrying",
 			              (unsigned long long)c->id);
-			event_base_once(h->base, -1, EV_TIMEOUT, close_retry_cb,
-			                c, &soon);
+			retry_later(c);
 			return;
 		}
 		c->touched[i / 64] &= ~(1ULL << (i % 64));
@@ -814,21 +888,8 @@ static void close_protocol(struct mqd_conn *c)
 		c->close_pending++;
 		mqd_mail_post(h->router, i, &m->mail);
 	}
-	if (c->close_pending == 0) {
-		/* Not from inside a callback that may still use c. */
-		struct timeval now = {0, 0};
-		if (event_base_once(h->base, -1, EV_TIMEOUT, free_later_cb, c,
-		                    &now) < 0)
-			mqd_log_error("conn %llu: cannot schedule free",
-			              (unsigned long long)c->id);
-	}
-}
-
-static void close_retry_cb(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	close_protocol(arg);
+	if (c->close_pending == 0)
+		free_later(c); /* not from inside a callback that may use c */
 }
 
 static void close_now(struct mqd_conn *c)

@@ -59,6 +59,12 @@ struct mqd_home {
 	/* Connections with new output this pass: written once, at its end. */
 	struct mqd_conn *write_list;
 	struct event *write_ev;  /* the worker's: activated to write them */
+	/* Connections to free after the current callback, and connections
+	 * whose close must be tried again (out of memory): served by the
+	 * worker's events below, so closing never needs an allocation. */
+	struct mqd_conn *reap_list, *retry_list;
+	struct event *reap_ev;   /* runs mqd_conn_reap_cb */
+	struct event *retry_ev;  /* runs mqd_conn_retry_cb (a timer) */
 	struct mqd_req *req_spare; /* recycled request slots (conn.c) */
 	unsigned nreq_spare;
 	bool shutting_down;
@@ -132,6 +138,8 @@ struct mqd_conn {
 	bool direct_write;
 	bool write_queued;  /* on the home worker's write_list */
 	struct mqd_conn *write_next;
+	bool reap_queued, retry_queued; /* on the home's reap / retry list */
+	struct mqd_conn *reap_next, *retry_next;
 };
 
 /* Home thread: wrap an accepted socket. Closes fd on failure. */
@@ -180,6 +188,9 @@ int mqd_conn_add_consumer(struct mqd_conn *c, struct mqd_conn_consumer *cc)
 	__attribute__((warn_unused_result));
 int mqd_conn_add_sub(struct mqd_conn *c, struct mqd_conn_sub *cs)
 	__attribute__((warn_unused_result));
+/* The home's reap_ev and retry_ev callbacks (arg: the struct mqd_home). */
+void mqd_conn_reap_cb(int fd, short what, void *arg);
+void mqd_conn_retry_cb(int fd, short what, void *arg);
 /* Write the output of the connections that got some this pass. */
 void mqd_conn_write_pending(struct mqd_home *h);
 /* Return the auto-ack credit gathered in this mailbox pass (worker.c). */

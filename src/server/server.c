@@ -137,18 +137,13 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 
 
 
+/* SHUTDOWN, PAUSE and STOP go to each worker at most once a run, in mails
+ * the worker keeps for them: stopping never waits on an allocation. */
 static void post_all(struct mqd_server *s, int type)
 {
-	for (unsigned i = 0; i < s->nworkers; i++) {
-		struct mqd_mail *m = malloc(sizeof *m);
-		if (m == NULL) {
-			/* Cannot even stop politely: leave at once. */
-			mqd_log_error("out of memory while stopping");
-			_exit(1);
-		}
-		m->type = type;
-		mqd_worker_post(&s->workers[i], m);
-	}
+	for (unsigned i = 0; i < s->nworkers; i++)
+		mqd_worker_post(&s->workers[i],
+		                mqd_worker_order(&s->workers[i], type));
 }
 
 static void stop_check_cb(evutil_socket_t fd, short what, void *arg)

@@ -139,8 +139,7 @@ static void handle_mail(struct mqd_worker *w, struct mqd_mail *m)
 		mqd_conn_close_done(conn);
 		break;
 	}
-	case MQD_MAIL_SHUTDOWN:
-		free(m);
+	case MQD_MAIL_SHUTDOWN: /* orders are the worker's own mails */
 		w->home.shutting_down = true;
 		for (struct mqd_conn *c = w->home.conns, *next; c; c = next) {
 			next = c->next;
@@ -149,7 +148,6 @@ static void handle_mail(struct mqd_worker *w, struct mqd_mail *m)
 		atomic_fetch_add(&w->counters->shutdown_acks, 1);
 		break;
 	case MQD_MAIL_STOP:
-		free(m);
 		event_base_loopbreak(w->base);
 		break;
 	case MQD_MAIL_QUERY:
@@ -163,7 +161,6 @@ static void handle_mail(struct mqd_worker *w, struct mqd_mail *m)
 		break;
 	}
 	case MQD_MAIL_PAUSE:
-		free(m);
 		w->owner.paused = true;
 		break;
 	default:
@@ -212,6 +209,16 @@ static void mailbox_cb(evutil_socket_t fd, short what, void *arg)
 	/* More left: come back after the sockets have had a turn. */
 	if (n == DRAIN_BATCH)
 		event_active(w->mb_ev, EV_TIMEOUT, 0);
+}
+
+struct mqd_mail *mqd_worker_order(struct mqd_worker *w, int type)
+{
+	struct mqd_mail *m = &w->orders[type == MQD_MAIL_SHUTDOWN ? 0
+	                                : type == MQD_MAIL_PAUSE  ? 1
+	                                                          : 2];
+
+	m->type = type;
+	return m;
 }
 
 void mqd_worker_post(struct mqd_worker *w, struct mqd_mail *m)
@@ -345,6 +352,10 @@ int mqd_worker_init(struct mqd_worker *w, unsigned index, unsigned nworkers,
 	w->home.cfg = &w->cfg;
 	w->home.base = w->base;
 	w->home.write_ev = w->write_ev;
+	w->home.reap_ev = event_new(w->base, -1, 0, mqd_conn_reap_cb, &w->home);
+	w->home.retry_ev = evtimer_new(w->base, mqd_conn_retry_cb, &w->home);
+	if (w->home.reap_ev == NULL || w->home.retry_ev == NULL)
+		return -1;
 	return 0;
 }
 
@@ -384,13 +395,19 @@ void mqd_worker_destroy(struct mqd_worker *w)
 			mqd_pubsub_free_mail(m);
 			continue;
 		}
-		/* Queries belong to the main thread's gathering record. */
+		/* Queries belong to the main thread's gathering record;
+		 * orders are the worker's own. */
 		if (m->type != MQD_MAIL_REQ && m->type != MQD_MAIL_REPLY &&
-		    m->type != MQD_MAIL_QUERY)
+		    m->type != MQD_MAIL_QUERY && m->type != MQD_MAIL_SHUTDOWN &&
+		    m->type != MQD_MAIL_PAUSE && m->type != MQD_MAIL_STOP)
 			free(m);
 	}
 	mqd_owner_free(&w->owner);
 	mqd_conn_free_spares(&w->home);
+	if (w->home.reap_ev)
+		event_free(w->home.reap_ev);
+	if (w->home.retry_ev)
+		event_free(w->home.retry_ev);
 	if (w->flush_ev)
 		event_free(w->flush_ev);
 	if (w->write_ev)

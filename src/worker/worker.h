@@ -48,6 +48,10 @@ struct mqd_worker {
 	 * new one, so no thread reads what another writes.  The owner and
 	 * the home point here. */
 	struct mqd_config cfg;
+	/* The main thread's orders, SHUTDOWN, PAUSE and STOP: each is given
+	 * at most once a run, so the mails live here and stopping needs no
+	 * allocation (mqd_worker_order). */
+	struct mqd_mail orders[3];
 	uint64_t mails; /* mails taken from its inbox so far */
 	bool started;   /* its thread is running (main thread's view) */
 	struct mqd_owner owner;
@@ -71,6 +75,9 @@ void mqd_worker_join(struct mqd_worker *w);
 /* After join: free what is left (queues, messages, mails). */
 void mqd_worker_destroy(struct mqd_worker *w);
 
+/* The mail for order `type` (MQD_MAIL_SHUTDOWN, _PAUSE or _STOP) to w,
+ * to post once; the worker does not free it. */
+struct mqd_mail *mqd_worker_order(struct mqd_worker *w, int type);
 /* Post a mail to worker w from any thread. */
 void mqd_worker_post(struct mqd_worker *w, struct mqd_mail *m);
 
