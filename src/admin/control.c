@@ -51,7 +51,7 @@
 #include "core/log.h"
 
 #define CTL_LINE_MAX 4096              /* bytes of a command, without EOL */
-#define CTL_CLIENTS_MAX 64
+#define CTL_CLIENTS_MAX MQD_CONTROL_CLIENTS_MAX
 #define CTL_INPUT_HIGH (64u << 10)     /* stop reading above this */
 #define CTL_OUTPUT_HIGH (4u << 20)     /* stop taking commands above this */
 
