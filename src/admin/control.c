@@ -46,11 +46,12 @@
 #include "admin/control.h"
 #include "admin/control_internal.h"
 #include "admin/report.h"
+#include "core/accept.h"
 #include "core/config.h"
 #include "core/log.h"
 
 #define CTL_LINE_MAX 4096              /* bytes of a command, without EOL */
-#define CTL_CLIENTS_MAX 64
+#define CTL_CLIENTS_MAX MQD_CONTROL_CLIENTS_MAX
 #define CTL_INPUT_HIGH (64u << 10)     /* stop reading above this */
 #define CTL_OUTPUT_HIGH (4u << 20)     /* stop taking commands above this */
 
@@ -296,6 +297,7 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	(void)lev;
 	(void)sa;
 	(void)salen;
+	mqd_accept_pause_accepted(&ctl->pause);
 	if (ctl->nclients >= CTL_CLIENTS_MAX) {
 		mqd_log_warn("control socket %s: %u clients already; refusing "
 		             "one more", ctl->path, ctl->nclients);
@@ -345,7 +347,9 @@ static void accept_error_cb(struct evconnlistener *lev, void *arg)
 	int err = EVUTIL_SOCKET_ERROR();
 
 	(void)lev;
-	/* EMFILE and friends: log and keep listening; the backlog waits. */
+	/* Out of descriptors: pause instead of spinning (core/accept.h). */
+	if (mqd_accept_pause_error(&ctl->pause, err))
+		return;
 	mqd_log_error("accept on control socket %s: %s", ctl->path,
 	              evutil_socket_error_to_string(err));
 }
@@ -527,6 +531,14 @@ int mqd_control_start(struct event_base *base,
 		return -1;
 	}
 	evconnlistener_set_error_cb(ctl->listener, accept_error_cb);
+	if (mqd_accept_pause_init(&ctl->pause, base, ctl->listener,
+	                          ctl->path) < 0) {
+		mqd_log_error("control socket %s: out of memory", path);
+		evconnlistener_free(ctl->listener);
+		unlink(path);
+		free(ctl);
+		return -1;
+	}
 	*out = ctl;
 	mqd_log_info("control socket on %s (mode %04o)", path, (unsigned)mode);
 	return 0;
@@ -540,6 +552,7 @@ void mqd_control_stop(struct mqd_control **pctl)
 	if (ctl == NULL)
 		return;
 	*pctl = NULL;
+	mqd_accept_pause_free(&ctl->pause);
 	evconnlistener_free(ctl->listener);
 	/* Replies still queued (the answer to "shutdown") get one
 	 * non-blocking try before their sockets close. */

@@ -13,6 +13,10 @@
 #ifndef MQD_CONTROL_H
 #define MQD_CONTROL_H
 
+/* Control clients served at once; one more is refused.  The server
+ * counts them in the descriptors it reserves (server/fdlimit.c). */
+#define MQD_CONTROL_CLIENTS_MAX 64
+
 struct event_base;
 struct mqd_admin_api;
 struct mqd_control;

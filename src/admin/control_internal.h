@@ -16,6 +16,7 @@
 #include <jansson.h>
 
 #include "admin/api.h"
+#include "core/accept.h"
 
 struct bufferevent;
 struct evconnlistener;
@@ -29,6 +30,7 @@ struct mqd_control {
 	struct mqd_admin_api api;   /* what we may ask of the broker */
 	struct event_base *base;
 	struct evconnlistener *listener;
+	struct mqd_accept_pause pause; /* out of descriptors: wait, retry */
 	struct ctl_client *clients; /* open clients, doubly linked */
 	unsigned nclients;
 	uint64_t next_id;

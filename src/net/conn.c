@@ -573,12 +573,33 @@ static void process_input(struct mqd_conn *c)
 	}
 }
 
+/*
+ * The timeouts the idle check runs on: idle_ms, or what is left of it when
+ * the last one fired before the connection had been quiet that long.  The
+ * read timeout ticks while reading is on; the write timeout while output
+ * waits for a full socket, which covers a client that pipelined requests,
+ * stopped reading the replies and went quiet (reading is paused then, so
+ * no read timeout runs).
+ */
+static void set_idle_timeout(struct mqd_conn *c, uint64_t ms)
+{
+	struct timeval tv = {(time_t)(ms / 1000),
+	                     (suseconds_t)(ms % 1000) * 1000};
+
+	bufferevent_set_timeouts(c->bev, &tv, &tv);
+}
+
 static void read_cb(struct bufferevent *bev, void *arg)
 {
 	struct mqd_conn *c = arg;
 
 	(void)bev;
 	c->last_active_ms = mqd_mono_ms();
+	if (c->idle_short) {
+		/* A read re-arms the timeout: for the whole period again. */
+		c->idle_short = false;
+		set_idle_timeout(c, c->idle_ms);
+	}
 	process_input(c);
 }
 
@@ -629,6 +650,8 @@ static void out_added_cb(struct evbuffer *buf,
 	struct mqd_home *h = c->home;
 
 	(void)buf;
+	if (info->n_deleted > 0) /* written: the client reads, not idle */
+		c->last_active_ms = mqd_mono_ms();
 	if (info->n_added == 0 || c->write_queued || c->bev == NULL ||
 	    (bufferevent_get_enabled(c->bev) & EV_WRITE))
 		return;
@@ -667,13 +690,23 @@ void mqd_conn_write_pending(struct mqd_home *h)
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct mqd_conn *c = arg;
-	uint64_t idle = c->home->cfg->idle_timeout_ms;
+	uint64_t idle = c->idle_ms;
 
-	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) &&
-	    c->state != MQD_CONN_DRAIN) {
-		/* Idle means nothing read or written for idle_timeout. */
-		if (mqd_mono_ms() - c->last_active_ms < idle) {
-			bufferevent_enable(bev, EV_READ);
+	if ((what & BEV_EVENT_TIMEOUT) && c->state != MQD_CONN_DRAIN) {
+		/* Idle means nothing read or written for idle_timeout.  A
+		 * timeout runs from the time libevent's loop woke (a little
+		 * before read_cb noted the activity) and a read timeout is
+		 * not reset by writes, so it may fire before the connection
+		 * has been quiet for idle_timeout: wait only for what is left,
+		 * not for a whole period more (which let idle connections
+		 * live up to twice idle_timeout).  libevent turned off the
+		 * side that timed out; it goes back on. */
+		uint64_t quiet = mqd_mono_ms() - c->last_active_ms;
+		if (quiet < idle) {
+			set_idle_timeout(c, idle - quiet);
+			c->idle_short = true;
+			bufferevent_enable(bev, (what & BEV_EVENT_READING)
+			                        ? EV_READ : EV_WRITE);
 			return;
 		}
 		mqd_log_info("conn %llu (%s): idle for %llu ms, closing",
@@ -719,13 +752,11 @@ void mqd_conn_accept(struct mqd_home *h, int fd, const char *peer,
 	snprintf(c->peer, sizeof c->peer, "%s", peer);
 	c->created_ms = mqd_now_ms();
 	c->last_active_ms = mqd_mono_ms();
+	c->idle_ms = idle; /* a reload changes it for new connections only */
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
-	if (idle) {
-		struct timeval tv = {(time_t)(idle / 1000),
-		                     (suseconds_t)(idle % 1000) * 1000};
-		bufferevent_set_timeouts(c->bev, &tv, NULL);
-	}
+	if (idle)
+		set_idle_timeout(c, idle);
 	if (bufferevent_enable(c->bev, EV_READ) < 0) {
 		/* A connection nobody reads would leave its client waiting
 		 * for ever: refuse it now. */

@@ -126,6 +126,10 @@ struct mqd_conn {
 	uint64_t pushed_bytes; /* pushed frames waiting in the FIFO */
 	uint32_t tmp_seq;
 	uint64_t last_active_ms;
+	uint64_t idle_ms; /* idle_timeout when it was accepted; 0 = none */
+	/* The idle timeouts are armed for the rest of an idle period, not a
+	 * whole one (conn.c, event_cb); the next read restores them. */
+	bool idle_short;
 	uint64_t bytes_in, bytes_out;
 	uint64_t created_ms;
 	bool withholding; /* some consumer has withheld credit */

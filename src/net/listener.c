@@ -14,6 +14,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "core/accept.h"
 #include "core/log.h"
 #include "net/listener.h"
 #include "mail/mail.h"
@@ -25,6 +26,7 @@ struct mqd_listener {
 	struct mqd_counters *counters;
 	const struct mqd_config *cfg; /* the main thread's */
 	struct evconnlistener *ev;
+	struct mqd_accept_pause pause; /* out of descriptors: wait, retry */
 	unsigned next_worker;
 	char name[300];
 };
@@ -58,6 +60,7 @@ static void accept_cb(struct evconnlistener *ev, evutil_socket_t fd,
 
 	(void)ev;
 	(void)salen;
+	mqd_accept_pause_accepted(&l->pause);
 	m = calloc(1, sizeof *m);
 	if (m == NULL) {
 		mqd_log_error("out of memory accepting on %s", l->name);
@@ -81,7 +84,9 @@ static void error_cb(struct evconnlistener *ev, void *arg)
 	int err = EVUTIL_SOCKET_ERROR();
 
 	(void)ev;
-	/* EMFILE and friends: log and keep listening; the backlog waits. */
+	/* Out of descriptors: pause instead of spinning (core/accept.h). */
+	if (mqd_accept_pause_error(&l->pause, err))
+		return;
 	mqd_log_error("accept on %s: %s", l->name,
 	              evutil_socket_error_to_string(err));
 }
@@ -136,6 +141,12 @@ struct mqd_listener *mqd_listener_new(struct event_base *base,
 		            &len);
 		format_addr((struct sockaddr *)&ss, l->name, sizeof l->name);
 	}
+	if (mqd_accept_pause_init(&l->pause, base, l->ev, l->name) < 0) {
+		mqd_log_error("listen %s: out of memory", l->name);
+		evconnlistener_free(l->ev);
+		free(l);
+		return NULL;
+	}
 	mqd_log_info("listening on %s", l->name);
 	return l;
 }
@@ -144,6 +155,7 @@ void mqd_listener_free(struct mqd_listener *l)
 {
 	if (l == NULL)
 		return;
+	mqd_accept_pause_free(&l->pause);
 	evconnlistener_free(l->ev);
 	free(l);
 }

@@ -44,6 +44,13 @@ int mqd_server_admin_queue(struct mqd_server *s, enum mqd_admin_op op,
 /* reload.c */
 void mqd_server_reload(struct mqd_server *s, struct mqd_reload_result *out);
 
+/* fdlimit.c: raise the soft RLIMIT_NOFILE to max_connections plus the
+ * descriptors mqd keeps for itself, as far as the hard limit allows
+ * (logged).  0 when the limit is
+ * enough, 1 when it is not (a warning names the real ceiling), -1 when it
+ * cannot be read. */
+int mqd_server_fd_limit(const struct mqd_config *cfg, unsigned nworkers);
+
 /* ---- shared by the server's files ---------------------------------- */
 
 /* query.c: the main mailbox's event callback (the answered parts of

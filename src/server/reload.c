@@ -129,8 +129,10 @@ void mqd_server_reload(struct mqd_server *s, struct mqd_reload_result *out)
 		mqd_log_set_level(n->log_level);
 		add_item(out->applied, sizeof out->applied, "log_level");
 	}
-	if (old->max_connections != n->max_connections)
+	if (old->max_connections != n->max_connections) {
 		add_item(out->applied, sizeof out->applied, "max_connections");
+		(void)mqd_server_fd_limit(n, s->nworkers);
+	}
 	if (old->auto_create != n->auto_create)
 		add_item(out->applied, sizeof out->applied, "auto_create");
 	if (old->idle_timeout_ms != n->idle_timeout_ms)

@@ -404,6 +404,9 @@ int mqd_server_init(struct mqd_server *s, const struct mqd_config *cfg)
 	s->nworkers = cfg->workers ? cfg->workers : cpu_count();
 	if (s->nworkers > 256)
 		s->nworkers = 256;
+	/* Before the first descriptor is made.  A shortfall is only
+	 * warned about: fewer connections are still a service. */
+	(void)mqd_server_fd_limit(cfg, s->nworkers);
 	atomic_init(&s->counters.nconns, 0);
 	atomic_init(&s->counters.live_conns, 0);
 	atomic_init(&s->counters.next_conn_id, 1);

@@ -407,6 +407,13 @@ int mqt_server_start(struct mqt_server *s, const char *extra)
 int mqt_server_start_conf(struct mqt_server *s, const char *extra,
                           const char *sections)
 {
+	return mqt_server_start_opts(s, extra, sections, NULL);
+}
+
+int mqt_server_start_opts(struct mqt_server *s, const char *extra,
+                          const char *sections,
+                          const struct mqt_server_opts *opts)
+{
 	memset(s, 0, sizeof *s);
 	const char *bin = getenv("MQD_BIN");
 	if (!bin || !bin[0]) {
@@ -447,6 +454,7 @@ int mqt_server_start_conf(struct mqt_server *s, const char *extra,
 		.argv = argv,
 		.out = MQT_IO_FILE, .out_path = s->stderr_path,
 		.err = MQT_IO_STDOUT,
+		.nofile = opts ? opts->nofile : NULL,
 	};
 	struct mqt_proc p;
 	if (mqt_proc_start(&p, &sp) != 0) {

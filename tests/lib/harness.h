@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include "mq/mq.h"
@@ -50,6 +51,14 @@ int mqt_server_start(struct mqt_server *s, const char *extra);
  * after the [server] section.  Either may be NULL. */
 int mqt_server_start_conf(struct mqt_server *s, const char *extra,
                           const char *sections);
+/* What else may differ for a broker (zero-initialise it). */
+struct mqt_server_opts {
+	const struct rlimit *nofile; /* its RLIMIT_NOFILE; NULL: the test's */
+};
+/* Same, with opts (may be NULL). */
+int mqt_server_start_opts(struct mqt_server *s, const char *extra,
+                          const char *sections,
+                          const struct mqt_server_opts *opts);
 /*
  * SIGTERM, wait up to 10 s (then SIGKILL).  Returns the broker's exit status
  * (0 expected), 128 + signal if a signal ended it, or -1 when it had to be

@@ -227,6 +227,11 @@ static _Noreturn void child(const struct mqt_spawn *sp, const int fd[3],
 		if (sig != SIGKILL && sig != SIGSTOP)
 			(void)sigaction(sig, &dfl, NULL);
 	close_from_3();
+	if (sp->nofile != NULL && setrlimit(RLIMIT_NOFILE, sp->nofile) != 0) {
+		dprintf(2, "proc: setrlimit(RLIMIT_NOFILE) for %s: %s\n",
+		        sp->argv[0], strerror(errno));
+		_exit(126);
+	}
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	execve(sp->argv[0], sp->argv, envp);

@@ -24,6 +24,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 
 /* Where a child's stdout or stderr goes. */
@@ -55,6 +56,9 @@ struct mqt_spawn {
 	char *out_buf, *err_buf;
 	size_t out_cap, err_cap;
 	bool keep_tail;
+	/* The child's RLIMIT_NOFILE (soft and hard), set before exec; NULL
+	 * keeps the test's.  Raising the hard limit needs root. */
+	const struct rlimit *nofile;
 };
 
 struct mqt_capture {
