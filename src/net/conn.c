@@ -19,6 +19,7 @@
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
@@ -702,6 +703,15 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 		 * live up to twice idle_timeout).  libevent turned off the
 		 * side that timed out; it goes back on. */
 		uint64_t quiet = mqd_mono_ms() - c->last_active_ms;
+		int waiting = 0;
+		/* Bytes that came in while this loop pass ran the timeout
+		 * before the read (a busy worker) are activity too. */
+		if (quiet >= idle && (what & BEV_EVENT_READING) &&
+		    ioctl(bufferevent_getfd(bev), FIONREAD, &waiting) == 0 &&
+		    waiting > 0) {
+			c->last_active_ms = mqd_mono_ms();
+			quiet = 0;
+		}
 		if (quiet < idle) {
 			set_idle_timeout(c, idle - quiet);
 			c->idle_short = true;
