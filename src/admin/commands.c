@@ -29,7 +29,6 @@
 #include "core/log.h"
 #include "proto/proto.h"
 
-#define CTL_ARGS_MAX 16                /* words after the command's name */
 #define CTL_ECHO_MAX 64                /* bytes of user text put in errors */
 #define CTL_SHUTDOWN_DEFAULT_MS 10000u
 #define CTL_SHUTDOWN_MAX_MS (24u * 3600 * 1000)
@@ -688,21 +687,33 @@ static void start_admin(struct ctl_client *c, enum mqd_admin_op op,
 		query_failed(q);
 }
 
+int mqd_control_parse_declare(int argc, char **argv,
+                              struct mqd_queue_conf *set, char *why,
+                              size_t cap)
+{
+	char echo[CTL_ECHO_MAX + 4];
+	unsigned given = 0;
+
+	memset(set, 0, sizeof *set);
+	if (!mqd_name_valid((const uint8_t *)argv[0], strlen(argv[0]))) {
+		snprintf(why, cap, "bad queue name '%s'",
+		         printable(argv[0], echo, sizeof echo));
+		return -1;
+	}
+	for (int i = 1; i < argc; i++)
+		if (decl_set(set, argv[0], argv[i], &given, why, cap) < 0)
+			return -1;
+	return 0;
+}
+
 CMD(declare)
 {
 	struct mqd_queue_conf set;
-	unsigned given = 0;
 	char why[512];
 
-	if (!name_ok(c, argv[0]))
+	if (mqd_control_parse_declare(argc, argv, &set, why, sizeof why) < 0) {
+		reply_error(c, "%s", why);
 		return;
-	memset(&set, 0, sizeof set);
-	for (int i = 1; i < argc; i++) {
-		if (decl_set(&set, argv[0], argv[i], &given, why,
-		             sizeof why) < 0) {
-			reply_error(c, "%s", why);
-			return;
-		}
 	}
 	start_admin(c, MQD_ADMIN_DECLARE, argv[0], &set, false);
 }
@@ -936,39 +947,58 @@ static const struct ctl_cmd *find_command(const char *name)
 	return NULL;
 }
 
-void mqd_control_dispatch(struct ctl_client *c, char *line, size_t n)
+/* No reply and no log here: the fuzz target (tests/fuzz/fuzz_control.c)
+ * runs this alone, on any bytes. */
+int mqd_control_parse(char *line, size_t n, struct mqd_ctl_line *out,
+                      char *why, size_t cap)
 {
-	char *argv[CTL_ARGS_MAX + 2], *save = NULL, *w;
-	char echo[CTL_ECHO_MAX + 4];
+	char echo[CTL_ECHO_MAX + 4], *save = NULL, *w;
 	const struct ctl_cmd *cmd;
-	int argc = 0, nargs;
+	int nargs;
 
+	out->cmd = NULL;
+	out->nwords = 0;
 	if (strlen(line) != n) {
-		reply_error(c, "bad command: it contains a NUL byte");
-		return;
+		snprintf(why, cap, "bad command: it contains a NUL byte");
+		return -1;
 	}
 	for (w = strtok_r(line, " \t", &save);
-	     w != NULL && argc < CTL_ARGS_MAX + 2;
+	     w != NULL && out->nwords < MQD_CTL_ARGS_MAX + 2;
 	     w = strtok_r(NULL, " \t", &save))
-		argv[argc++] = w;
-	if (argc == 0) {
-		reply_error(c, "empty command (try help)");
-		return;
+		out->words[out->nwords++] = w;
+	if (out->nwords == 0) {
+		snprintf(why, cap, "empty command (try help)");
+		return -1;
 	}
-	mqd_log_debug("control client %llu: %s", (unsigned long long)c->id,
-	              printable(argv[0], echo, sizeof echo));
-	cmd = find_command(argv[0]);
+	cmd = find_command(out->words[0]);
 	if (cmd == NULL) {
-		reply_error(c, "unknown command '%s' (try help)",
-		            printable(argv[0], echo, sizeof echo));
-		return;
+		snprintf(why, cap, "unknown command '%s' (try help)",
+		         printable(out->words[0], echo, sizeof echo));
+		return -1;
 	}
-	nargs = argc - 1;
+	nargs = out->nwords - 1;
 	if (nargs < cmd->min_args || nargs > cmd->max_args) {
-		reply_error(c, "wrong number of arguments for '%s' (usage: %s)",
-		            cmd->name, cmd->usage);
-		return;
+		snprintf(why, cap, "wrong number of arguments for '%s' "
+		         "(usage: %s)", cmd->name, cmd->usage);
+		return -1;
 	}
-	cmd->handler(c, nargs, argv + 1);
+	out->cmd = cmd;
+	return 0;
 }
 
+void mqd_control_dispatch(struct ctl_client *c, char *line, size_t n)
+{
+	char echo[CTL_ECHO_MAX + 4], why[256];
+	struct mqd_ctl_line l;
+	int rc = mqd_control_parse(line, n, &l, why, sizeof why);
+
+	if (l.nwords > 0)
+		mqd_log_debug("control client %llu: %s",
+		              (unsigned long long)c->id,
+		              printable(l.words[0], echo, sizeof echo));
+	if (rc < 0) {
+		reply_error(c, "%s", why);
+		return;
+	}
+	l.cmd->handler(c, l.nwords - 1, l.words + 1);
+}

@@ -19,6 +19,7 @@
 #include "core/accept.h"
 
 struct bufferevent;
+struct ctl_cmd;
 struct evconnlistener;
 struct event_base;
 struct ctl_client;
@@ -75,5 +76,31 @@ void mqd_control_flush(struct ctl_client *c);
 /* commands.c: run one command line (NUL-terminated, n bytes, EOL removed);
  * it must answer exactly once, now or later. */
 void mqd_control_dispatch(struct ctl_client *c, char *line, size_t n);
+
+/* ---- parsing, apart from running (pure: no reply, no log, no api) ---- */
+
+#define MQD_CTL_ARGS_MAX 16 /* words after the command's name */
+
+/* One command line cut into words.  words point into the line. */
+struct mqd_ctl_line {
+	const struct ctl_cmd *cmd; /* the command found; NULL on error */
+	int nwords;                /* the name, then its arguments */
+	/* The name and MQD_CTL_ARGS_MAX + 1 words: more than any command
+	 * takes, so that too many is told apart. */
+	char *words[MQD_CTL_ARGS_MAX + 2];
+};
+
+/* commands.c: cut line (NUL-terminated, n bytes; it is written to) into
+ * words at blanks and tabs and find its command.  0, or -1 with the
+ * error's text (printable ASCII) in why; out->nwords is set either way. */
+int mqd_control_parse(char *line, size_t n, struct mqd_ctl_line *out,
+                      char *why, size_t cap);
+
+/* commands.c: the arguments of "declare" (argv[0] the queue, then
+ * key=value words, which are written to) into *set.  0, or -1 with the
+ * error's text (printable ASCII) in why. */
+int mqd_control_parse_declare(int argc, char **argv,
+                              struct mqd_queue_conf *set, char *why,
+                              size_t cap);
 
 #endif

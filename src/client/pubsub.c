@@ -304,9 +304,14 @@ int mq_request(mq_conn *c, const char *queue, const void *body, size_t len,
 	 * request (its CANCELLED may be waiting unread) is replaced before
 	 * this one names it. */
 	if (c->reply_tag != 0) {
-		rc = mqc_pump(c, 0);
-		if (rc == 0 || rc == MQ_ERR_TIMEOUT || rc == ERR_INTR)
-			rc = mqc_drain_buffered(c);
+		int prc = mqc_pump(c, 0);
+
+		/* Sort what is buffered even when the stream has just ended:
+		 * frames read before the end (deliveries for mq_next, the
+		 * ERROR that says why) would otherwise never be looked at. */
+		rc = mqc_drain_buffered(c);
+		if (rc == 0 && prc != MQ_ERR_TIMEOUT && prc != ERR_INTR)
+			rc = prc;
 		if (rc != 0)
 			return rc;
 		(void)take_queued_reply(c, NULL, reply);

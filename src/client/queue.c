@@ -227,6 +227,8 @@ int mq_get(mq_conn *c, const char *queue, uint32_t timeout_ms, unsigned flags,
 	if (f.op == MQD_OP_EMPTY)
 		return MQ_ERR_EMPTY;
 	if (f.op != MQD_OP_MESSAGE) {
+		snprintf(c->errmsg, sizeof(c->errmsg), "unexpected %s in reply",
+		         mqd_op_name(f.op) ? mqd_op_name(f.op) : "frame");
 		mqc_mark_dead(c);
 		return MQ_ERR_PROTOCOL;
 	}
