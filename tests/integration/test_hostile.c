@@ -370,9 +370,11 @@ static int cmp_i64(const void *a, const void *b)
  * measured lateness is a few milliseconds (printed).  It holds on a loaded
  * machine and under sanitizers, because what could make a close late is
  * the worker loop or this test being held off the CPU, not the timer.
- * IDLE_EARLY_MS allows for the broker's millisecond clock: "2000 ms quiet"
- * read off a clock of whole milliseconds may be up to 1 ms less, measured
- * here in microseconds from a moment before the broker read the byte.
+ * IDLE_EARLY_MS allows for the broker's millisecond clock ("2000 ms quiet"
+ * read off a clock of whole milliseconds may be up to 1 ms less) and for
+ * this test's timestamp of the last byte, taken when send() returns: on a
+ * busy 2-CPU machine the broker may already have read the byte by then
+ * (2.1 ms early was seen in CI).  What the issue bounds is lateness.
  *
  * Meanwhile another client is served: a SEND and a GET every PING_EVERY_MS
  * (so it never goes idle), each answered within RD_MS.
@@ -380,7 +382,7 @@ static int cmp_i64(const void *a, const void *b)
 #define IDLE_N 500
 #define IDLE_MS 2000
 #define IDLE_LATE_MS 1000
-#define IDLE_EARLY_MS 2
+#define IDLE_EARLY_MS 10
 #define PING_EVERY_MS 200
 
 static void serve_active(int fd, uint32_t *tag, int64_t *worst_us)
