@@ -711,11 +711,14 @@ int mqd_ops_store(struct mqd_owner *ow, struct mqd_queue *q, struct mqd_msg *m)
 static void exec_send(struct mqd_owner *ow, struct mqd_req *r)
 {
 	struct mqd_queue *q = queue_for(ow, r, true);
-	struct mqd_msg *m = r->msg;
+	struct mqd_msg *m;
 	int rc;
 
+	/* Answered: r is its home's again (recycled there, maybe already),
+	 * so not even r->msg may be read any more. */
 	if (q == NULL)
 		return;
+	m = r->msg;
 	rc = mqd_ops_store(ow, q, m);
 	if (rc == MQD_ERR_QUEUE_FULL) {
 		fail(ow, r, rc,

@@ -133,7 +133,9 @@ static inline uint64_t mqd_owner_new_id(struct mqd_owner *ow)
 	return (++ow->next_seq << 8) | ow->index;
 }
 
-/* Hand an executed request back to its connection's home worker. */
+/* Hand an executed request back to its connection's home worker.  From
+ * this call on r belongs to the home, which may free or recycle it at
+ * once (on this thread or its own): the caller must not read r again. */
 void mqd_owner_answer(struct mqd_owner *ow, struct mqd_req *r);
 /* Hand pushed frames to a peer's connection (after its batch, if any). */
 void mqd_owner_push(struct mqd_owner *ow, struct mqd_peer *p,
