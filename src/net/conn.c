@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -733,6 +734,8 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 
 /* ---- lifecycle ------------------------------------------------------- */
 
+static void free_bev(struct mqd_conn *c);
+
 void mqd_conn_accept(struct mqd_home *h, int fd, const char *peer,
                      bool over_limit)
 {
@@ -747,7 +750,8 @@ void mqd_conn_accept(struct mqd_home *h, int fd, const char *peer,
 		              peer);
 		return;
 	}
-	c->bev = bufferevent_socket_new(h->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	/* Not BEV_OPT_CLOSE_ON_FREE: free_bev closes the socket itself. */
+	c->bev = bufferevent_socket_new(h->base, fd, 0);
 	if (c->bev == NULL) {
 		evutil_closesocket(fd);
 		atomic_fetch_sub(&h->counters->nconns, 1);
@@ -772,7 +776,7 @@ void mqd_conn_accept(struct mqd_home *h, int fd, const char *peer,
 		 * for ever: refuse it now. */
 		mqd_log_error("out of memory accepting a connection from %s",
 		              peer);
-		bufferevent_free(c->bev); /* closes fd */
+		free_bev(c); /* and the socket, as every close does */
 		free(c);
 		atomic_fetch_sub(&h->counters->live_conns, 1);
 		atomic_fetch_sub(&h->counters->nconns, 1);
@@ -933,6 +937,46 @@ static void close_protocol(struct mqd_conn *c)
 		free_later(c); /* not from inside a callback that may use c */
 }
 
+static void close_fd_cb(evutil_socket_t unused, short what, void *arg)
+{
+	(void)unused;
+	(void)what;
+	evutil_closesocket((evutil_socket_t)(intptr_t)arg);
+}
+
+/*
+ * Free c's bufferevent and close its socket, a loop pass apart.  With the
+ * change list (worker.c, new_base) deleting the socket's events only
+ * records an EPOLL_CTL_DEL, made at this worker's next epoll_dispatch.
+ * Were the socket closed before that, as BEV_OPT_CLOSE_ON_FREE does
+ * (libevent closes it as soon as the bufferevent is finalized), the main
+ * thread's next accept4 could take its number first: this worker would
+ * then make a system call on a descriptor that is now another
+ * connection's.  Harmless (the new socket is in no epoll set of ours, so
+ * the DEL fails with ENOENT, or EBADF if the number is free, and libevent
+ * ignores both) but a race on the descriptor all the same, which
+ * ThreadSanitizer reports.  So: the events are deleted now (the disable;
+ * bufferevent_free alone would wait for a callback still holding the
+ * bufferevent, maybe into the next pass), and the socket is closed by a
+ * timer, which libevent runs only after its next epoll_dispatch, and that
+ * applies the change list first: the number is given back only once no
+ * change for it is left.  The timer is 1 us, not 0: event_base_once runs
+ * a zero timeout in this very pass, before any dispatch.
+ */
+static void free_bev(struct mqd_conn *c)
+{
+	evutil_socket_t fd = bufferevent_getfd(c->bev);
+	struct timeval next_pass = {0, 1};
+
+	bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+	bufferevent_free(c->bev);
+	c->bev = NULL;
+	if (fd >= 0 && event_base_once(c->home->base, -1, EV_TIMEOUT,
+	                               close_fd_cb, (void *)(intptr_t)fd,
+	                               &next_pass) < 0)
+		evutil_closesocket(fd); /* out of memory: see above, harmless */
+}
+
 static void close_now(struct mqd_conn *c)
 {
 	if (c->state == MQD_CONN_CLOSED)
@@ -941,8 +985,7 @@ static void close_now(struct mqd_conn *c)
 	              c->peer);
 	c->state = MQD_CONN_CLOSED;
 	if (c->bev) {
-		bufferevent_free(c->bev);
-		c->bev = NULL;
+		free_bev(c);
 		atomic_fetch_sub(&c->home->counters->nconns, 1);
 	}
 	close_protocol(c);

@@ -1504,11 +1504,12 @@ END_TEST
  *    about 3.5 MiB to about 9 MiB, against a limit of 23.5 MiB.
  *
  * It is skipped, saying why, where those figures would not be glibc's on
- * Linux: a sanitizer build (shadow memory and quarantine are in the RSS;
- * the test is compiled with the flags mqd is), another C library, no
- * malloc_trim, or no /proc/PID/statm.  Transparent huge pages set to
- * "always" can round RSS up by 2 MiB per malloc arena (a few bytes a
- * message here); the report names the setting.
+ * Linux: a sanitizer build, ASan's or TSan's (their shadow memory, ASan's
+ * quarantine and TSan's history are in the RSS; the test is compiled with
+ * the flags mqd is), another C library, no malloc_trim, or no
+ * /proc/PID/statm.  Transparent huge pages set to "always" can round RSS
+ * up by 2 MiB per malloc arena (a few bytes a message here); the report
+ * names the setting.
  */
 #define RSS_N 1000000
 #define RSS_BODY 100
@@ -1517,12 +1518,20 @@ END_TEST
 #define RSS_SLACK_MIN (20LL * 1024 * 1024)
 #define RSS_RETURN_MS 15000 /* wait-until limit for the memory to return */
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define MQT_SANITIZED 1
+/* Which sanitizer the test (and so mqd) is built with, if any. */
+#if defined(__SANITIZE_THREAD__)
+#define MQT_SANITIZED "ThreadSanitizer, whose shadow memory (several " \
+	"times the heap) and race-detection history"
+#elif defined(__SANITIZE_ADDRESS__)
+#define MQT_SANITIZED "AddressSanitizer, whose shadow memory and quarantine"
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
-	__has_feature(memory_sanitizer)
-#define MQT_SANITIZED 1
+#if __has_feature(thread_sanitizer)
+#define MQT_SANITIZED "ThreadSanitizer, whose shadow memory (several " \
+	"times the heap) and race-detection history"
+#elif __has_feature(address_sanitizer)
+#define MQT_SANITIZED "AddressSanitizer, whose shadow memory and quarantine"
+#elif __has_feature(memory_sanitizer)
+#define MQT_SANITIZED "MemorySanitizer, whose shadow memory"
 #endif
 #endif
 
@@ -1530,8 +1539,7 @@ END_TEST
 static const char *rss_skip_reason(void)
 {
 #if defined(MQT_SANITIZED)
-	return "built with a sanitizer, whose shadow memory and quarantine "
-	       "are part of the broker's RSS";
+	return "built with " MQT_SANITIZED " are part of the broker's RSS";
 #elif !defined(__GLIBC__)
 	return "not glibc: the budget is glibc malloc's overhead";
 #elif !defined(HAVE_MALLOC_TRIM)
