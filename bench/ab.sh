@@ -13,6 +13,7 @@
 # change costs no speed (doc/PERFORMANCE.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 rounds=5
 while [ $# -gt 2 ]; do
@@ -40,36 +41,21 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-	local p
-	for p in $(shuf -i 20000-60000 -n 100); do
-		if [ -z "$(ss -Htan "sport = :$p")" ]; then
-			echo "$p"
-			return 0
-		fi
-	done
-	echo "ab.sh: no free port found" >&2
-	return 1
-}
 
 start() { # NAME BINARY: sets port_NAME
-	local port pid i
+	local port pid
 	port=$(free_port)
 	printf '[server]\nlisten = 127.0.0.1:%s\ncontrol_socket = %s/%s.sock\n' \
 		"$port" "$dir" "$1" >"$dir/$1.conf"
 	"$2" -c "$dir/$1.conf" >"$dir/$1.log" 2>&1 &
 	pid=$!
 	pids+=("$pid")
-	for i in $(seq 1 100); do
-		kill -0 "$pid" 2>/dev/null || { cat "$dir/$1.log" >&2; exit 1; }
-		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-			eval "port_$1=$port"
-			return 0
-		fi
-		sleep 0.1
-	done
-	echo "ab.sh: $2 is not listening on $port" >&2
-	exit 1
+	if ! wait_listening "$port" "$pid"; then
+		cat "$dir/$1.log" >&2
+		echo "ab.sh: $2 is not listening on $port" >&2
+		exit 1
+	fi
+	eval "port_$1=$port"
 }
 
 start old "$1"

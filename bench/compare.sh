@@ -28,6 +28,7 @@
 # directory, printed at the end).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 runs=3
 quick=0
@@ -97,32 +98,18 @@ trap 'exit 130' INT TERM
 # The memory check holds 2,000 connections: mq-bench and mqd need the fds.
 ulimit -n 8192 2>/dev/null || true
 
-free_port() {
-	local p
-	for p in $(shuf -i 20000-60000 -n 100); do
-		if [ -z "$(ss -Htan "sport = :$p")" ]; then
-			echo "$p"
-			return 0
-		fi
-	done
-	echo "compare.sh: no free port found" >&2
-	return 1
-}
 
 wait_port() { # PORT PID NAME
-	local i
-	for i in $(seq 1 100); do
-		if ! kill -0 "$2" 2>/dev/null; then
-			echo "compare.sh: $3 exited at start; its log:" >&2
-			cat "$out/$3.log" >&2
-			exit 1
-		fi
-		if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
-			return 0
-		fi
-		sleep 0.1
-	done
-	echo "compare.sh: $3 is not listening on $1" >&2
+	local rc=0
+	wait_listening "$1" "$2" || rc=$?
+	case $rc in
+	0) return 0 ;;
+	1)
+		echo "compare.sh: $3 exited at start; its log:" >&2
+		cat "$out/$3.log" >&2
+		;;
+	*) echo "compare.sh: $3 is not listening on $1" >&2 ;;
+	esac
 	exit 1
 }
 

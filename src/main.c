@@ -252,6 +252,7 @@ int main(int argc, char **argv)
 	mqd_notify("READY=1");
 	mqd_fault_arm(); /* tests only: from here on, faults may be injected */
 	rc = mqd_server_run(&srv);
+	mqd_fault_report(); /* tests only */
 	stop_all(&srv, &control, &metrics);
 	if (daemon && cfg.pidfile[0] != '\0')
 		unlink(cfg.pidfile);

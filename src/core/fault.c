@@ -67,12 +67,12 @@ static bool plan_hit(struct plan *p)
 		return false;
 	if (n != p->first && (p->every == 0 || (n - p->first) % p->every != 0))
 		return false;
-	if (p->most != 0 && atomic_fetch_add(&p->failed, 1) >= p->most) {
-		atomic_store(&p->armed, false); /* the budget is spent */
-		return false;
-	}
-	if (p->most == 0)
-		atomic_fetch_add(&p->failed, 1);
+	/* Count it, unless the budget is spent (exactly: workers race). */
+	uint64_t f = atomic_load(&p->failed);
+	do {
+		if (p->most != 0 && f >= p->most)
+			return false;
+	} while (!atomic_compare_exchange_weak(&p->failed, &f, f + 1));
 	return true;
 }
 
@@ -82,14 +82,13 @@ void mqd_fault_arm(void)
 	plan_read(&write_plan);
 }
 
-uint64_t mqd_fault_allocs_failed(void)
+void mqd_fault_report(void)
 {
-	return atomic_load(&alloc_plan.failed);
-}
-
-uint64_t mqd_fault_writes_failed(void)
-{
-	return atomic_load(&write_plan.failed);
+	if (atomic_load(&alloc_plan.armed) || atomic_load(&write_plan.armed))
+		mqd_log_info("fault injection: %llu allocations and %llu "
+		             "writes failed on purpose",
+		             (unsigned long long)atomic_load(&alloc_plan.failed),
+		             (unsigned long long)atomic_load(&write_plan.failed));
 }
 
 void *__wrap_malloc(size_t n)

@@ -25,13 +25,13 @@
 #ifdef MQD_FAULT_INJECTION
 /* Read the environment and start counting. */
 void mqd_fault_arm(void);
-/* Faults injected so far (allocations, writes). */
-uint64_t mqd_fault_allocs_failed(void);
-uint64_t mqd_fault_writes_failed(void);
+/* Log how many faults were injected (at exit). */
+void mqd_fault_report(void);
 /* libevent's allocations go through the wrapped functions too. */
 void mqd_fault_wrap_libevent(void);
 #else
 static inline void mqd_fault_arm(void) {}
+static inline void mqd_fault_report(void) {}
 static inline void mqd_fault_wrap_libevent(void) {}
 #endif
 

@@ -52,6 +52,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
+. "$top/bench/lib.sh" # free_port
 MQD=${MQD:-$top/src/mqd}
 MQ=${MQ:-$top/src/mq}
 MQCTL=${MQCTL:-$top/src/mqctl}
@@ -95,17 +96,6 @@ rm -f "$out"/*.out "$out"/*.jsonl "$out"/failures "$out"/reloads \
 
 ulimit -n 4096 2>/dev/null || true
 
-free_port() {
-	local p
-	for p in $(shuf -i 20000-60000 -n 100); do
-		if [ -z "$(ss -Htan "sport = :$p")" ]; then
-			echo "$p"
-			return 0
-		fi
-	done
-	echo "soak: no free port found" >&2
-	return 1
-}
 
 port=$(free_port)
 addr=127.0.0.1:$port
